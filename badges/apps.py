@@ -1,0 +1,30 @@
+from django.apps import AppConfig
+
+
+class BadgesConfig(AppConfig):
+    name = "badges"
+
+    def ready(self) -> None:
+        from django.db.models.signals import post_delete, post_save
+
+        from badges import receivers
+        from chat.models import Membership, Message
+        from chat.signals import message_created, room_read
+
+        message_created.connect(
+            receivers.on_message_created, dispatch_uid="badges.on_message_created"
+        )
+        room_read.connect(receivers.on_room_read, dispatch_uid="badges.on_room_read")
+        post_save.connect(
+            receivers.on_membership_changed,
+            sender=Membership,
+            dispatch_uid="badges.membership_saved",
+        )
+        post_delete.connect(
+            receivers.on_membership_changed,
+            sender=Membership,
+            dispatch_uid="badges.membership_deleted",
+        )
+        post_delete.connect(
+            receivers.on_message_deleted, sender=Message, dispatch_uid="badges.message_deleted"
+        )

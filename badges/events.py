@@ -1,0 +1,45 @@
+"""Frames the badges app sends to clients (shared/PROTOCOL.md)."""
+
+from typing import Literal, TypedDict
+
+from chat.events import MessageFrame
+
+
+class TotalUnreadCountUpdated(TypedDict):
+    type: Literal["total-unread-count-updated"]
+    totalUnreadCount: int
+    roomId: int
+    roomUnreadCount: int
+    version: int
+
+
+class ChatRoomUpdated(TypedDict):
+    type: Literal["chat-room-updated"]
+    roomId: int
+    lastMessage: MessageFrame
+    unreadCount: int
+
+
+class RoomUnread(TypedDict):
+    roomId: int
+    unreadCount: int
+    lastMessageId: int
+
+
+class UnreadState(TypedDict):
+    type: Literal["unread-state"]
+    totalUnreadCount: int
+    version: int
+    rooms: list[RoomUnread]
+
+
+def total_unread_count_updated(
+    *, total: int, room_id: int, room_count: int, version: int
+) -> TotalUnreadCountUpdated:
+    return {
+        "type": "total-unread-count-updated",
+        "totalUnreadCount": total,
+        "roomId": room_id,
+        "roomUnreadCount": room_count,
+        "version": version,
+    }

@@ -1,0 +1,36 @@
+"""Receivers of chat's signals: keep the Redis copy of the counts in step with the truth."""
+
+from functools import partial
+from typing import Any
+
+from django.db import transaction
+
+from badges import services
+from chat.events import MessageCreated, RoomRead
+from chat.models import Membership, Message
+from chat.selectors import member_ids
+from chatproject.metrics import instrumented_receiver
+
+
+@instrumented_receiver("badges.message_created")
+def on_message_created(sender: Any, event: MessageCreated, **kwargs: Any) -> None:
+    services.badges_apply_message(event)
+
+
+@instrumented_receiver("badges.room_read")
+def on_room_read(sender: Any, event: RoomRead, **kwargs: Any) -> None:
+    services.badges_apply_read(event)
+
+
+# Changes made outside the services (admin, shell, deletes) alter what the counts should be in
+# ways the event flow does not describe; dropping those users' copy makes the next read
+# rebuild it from the database.
+@instrumented_receiver("badges.membership_changed")
+def on_membership_changed(sender: Any, instance: Membership, **kwargs: Any) -> None:
+    transaction.on_commit(partial(services.badges_forget, [instance.user_id]), robust=True)
+
+
+@instrumented_receiver("badges.message_deleted")
+def on_message_deleted(sender: Any, instance: Message, **kwargs: Any) -> None:
+    users = member_ids(instance.room_id)
+    transaction.on_commit(partial(services.badges_forget, users), robust=True)

@@ -1,0 +1,218 @@
+"""The WebSocket endpoint /ws/chat/ (shared/PROTOCOL.md).
+
+Thin by design: each client frame is validated here and handed to one service; the badge
+and room frames that follow a change arrive through the channel layer (`chat.frames`).
+A consumer handles one frame at a time, so nothing here waits on anything slower than the
+service's own database and Redis work: fan-out and pushes happen elsewhere.
+"""
+
+import asyncio
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from asgiref.sync import sync_to_async
+
+from chat import services
+from chat.app_settings import app_settings
+from chat.errors import BadRequest, ChatError, TooLarge
+from chat.events import room_group, user_group
+from chat.selectors import iso_utc
+from chat.unread import unread_counts
+
+logger = logging.getLogger(__name__)
+
+Frame = dict[str, Any]
+
+
+def _int_field(frame: Frame, name: str) -> int:
+    value = frame.get(name)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise BadRequest(f"{name} must be an integer")
+    return value
+
+
+def _str_field(frame: Frame, name: str) -> str:
+    value = frame.get(name)
+    if not isinstance(value, str):
+        raise BadRequest(f"{name} must be a string")
+    return value
+
+
+class ChatConsumer(AsyncJsonWebsocketConsumer):
+    user_id: int
+    viewing: set[int]
+    last_version: int
+    presence_task: "asyncio.Task[None] | None" = None
+
+    async def connect(self) -> None:
+        user = self.scope.get("user")
+        if user is None or not user.is_authenticated:
+            await self.close()  # before accept: the handshake is refused with HTTP 403
+            return
+        self.user_id = user.pk
+        self.viewing = set()
+        self.last_version = 0
+        # Join the user's group before reading the snapshot so no update falls in between;
+        # updates older than the snapshot are dropped by version in `chat_frames`.
+        await self.channel_layer.group_add(user_group(self.user_id), self.channel_name)
+        await self.accept()
+        snapshot = await database_sync_to_async(unread_counts().unread_state)(self.user_id)
+        self.last_version = max(self.last_version, snapshot["version"])
+        await self.send_json(snapshot)
+        self.presence_task = asyncio.create_task(self._keep_presence())
+
+    async def disconnect(self, code: int) -> None:
+        if not hasattr(self, "user_id"):
+            return
+        if self.presence_task is not None:
+            self.presence_task.cancel()
+        await self.channel_layer.group_discard(user_group(self.user_id), self.channel_name)
+        for room_id in list(self.viewing):
+            await self.channel_layer.group_discard(room_group(room_id), self.channel_name)
+        if self.viewing:
+            await sync_to_async(services.presence.viewing_remove, thread_sensitive=False)(
+                room_ids=list(self.viewing), user_id=self.user_id, channel_name=self.channel_name
+            )
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        ref: str | None = None
+        try:
+            raw = text_data if text_data is not None else (bytes_data or b"").decode("utf-8")
+            if len(raw.encode("utf-8")) > app_settings.MAX_FRAME_BYTES:
+                raise TooLarge(f"frame is over {app_settings.MAX_FRAME_BYTES} bytes")
+            try:
+                frame = json.loads(raw)
+            except (ValueError, UnicodeDecodeError):
+                await self._send_error("bad_json", "frame is not valid JSON", None)
+                return
+            if not isinstance(frame, dict) or not isinstance(frame.get("type"), str):
+                raise BadRequest('a frame is a JSON object with a string "type"')
+            ref = frame["type"]
+            if isinstance(frame.get("clientMessageId"), str):
+                ref = frame["clientMessageId"]
+            handler = self._handlers.get(frame["type"])
+            if handler is None:
+                await self._send_error("unknown_type", f"unknown frame type {ref!r}", ref)
+                return
+            await handler(self, frame)
+        except ChatError as error:
+            await self._send_error(error.code, error.message, ref)
+        except Exception:
+            logger.exception("frame from user %s failed", getattr(self, "user_id", None))
+            await self._send_error("server_error", "the server could not handle this frame", ref)
+
+    # --- client frames ------------------------------------------------------------------
+
+    async def _join_room(self, frame: Frame) -> None:
+        room_id = _int_field(frame, "roomId")
+        await self.channel_layer.group_add(room_group(room_id), self.channel_name)
+        try:
+            await database_sync_to_async(services.room_view)(
+                user_id=self.user_id, room_id=room_id, channel_name=self.channel_name
+            )
+        except Exception:
+            if room_id not in self.viewing:
+                await self.channel_layer.group_discard(room_group(room_id), self.channel_name)
+            raise
+        self.viewing.add(room_id)
+        badge = await database_sync_to_async(unread_counts().room_badge)(self.user_id, room_id)
+        await self.send_json(
+            {
+                "type": "joined-room",
+                "roomId": room_id,
+                "unreadCount": badge.room_count,
+                "totalUnreadCount": badge.total,
+            }
+        )
+
+    async def _leave_room(self, frame: Frame) -> None:
+        room_id = _int_field(frame, "roomId")
+        if room_id in self.viewing:
+            self.viewing.discard(room_id)
+            await self.channel_layer.group_discard(room_group(room_id), self.channel_name)
+            await database_sync_to_async(services.room_unview)(
+                user_id=self.user_id, room_id=room_id, channel_name=self.channel_name
+            )
+        await self.send_json({"type": "left-room", "roomId": room_id})
+
+    async def _send_message(self, frame: Frame) -> None:
+        room_id = _int_field(frame, "roomId")
+        body = _str_field(frame, "message")
+        client_message_id = _str_field(frame, "clientMessageId")
+        sent = await database_sync_to_async(services.message_send)(
+            sender_id=self.user_id, room_id=room_id, body=body, client_message_id=client_message_id
+        )
+        await self.send_json(
+            {
+                "type": "message-sent",
+                "roomId": sent.message.room_id,
+                "clientMessageId": client_message_id,
+                "messageId": sent.message.pk,
+                "createdAt": iso_utc(sent.message.created_at),
+            }
+        )
+
+    async def _mark_read(self, frame: Frame) -> None:
+        room_id = _int_field(frame, "roomId")
+        message_id = _int_field(frame, "messageId")
+        await database_sync_to_async(services.room_mark_read)(
+            user_id=self.user_id, room_id=room_id, message_id=message_id
+        )
+        badge = await database_sync_to_async(unread_counts().room_badge)(self.user_id, room_id)
+        self.last_version = max(self.last_version, badge.version)
+        await self.send_json(
+            {
+                "type": "total-unread-count-updated",
+                "totalUnreadCount": badge.total,
+                "roomId": room_id,
+                "roomUnreadCount": badge.room_count,
+                "version": badge.version,
+            }
+        )
+
+    async def _ping(self, frame: Frame) -> None:
+        await self.send_json({"type": "pong"})
+
+    _handlers: dict[str, Callable[["ChatConsumer", Frame], Awaitable[None]]] = {
+        "join-room": _join_room,
+        "leave-room": _leave_room,
+        "send-message": _send_message,
+        "mark-read": _mark_read,
+        "ping": _ping,
+    }
+
+    # --- channel-layer events -----------------------------------------------------------
+
+    async def chat_frames(self, event: dict[str, Any]) -> None:
+        """Forward frames to the client, dropping badge updates older than what it has."""
+        for frame in event["frames"]:
+            if frame.get("type") == "total-unread-count-updated":
+                if frame["version"] <= self.last_version:
+                    continue
+                self.last_version = frame["version"]
+            await self.send_json(frame)
+
+    # --- helpers ------------------------------------------------------------------------
+
+    async def _send_error(self, code: str, message: str, ref: str | None) -> None:
+        await self.send_json({"type": "error", "code": code, "message": message, "ref": ref})
+
+    async def _keep_presence(self) -> None:
+        """Refresh this connection's viewing entries until it closes (see chat.presence)."""
+        interval = max(1, app_settings.PRESENCE_TTL_SECONDS // 3)
+        while True:
+            await asyncio.sleep(interval)
+            if not self.viewing:
+                continue
+            try:
+                await sync_to_async(services.presence.viewing_add, thread_sensitive=False)(
+                    room_ids=list(self.viewing),
+                    user_id=self.user_id,
+                    channel_name=self.channel_name,
+                )
+            except Exception:
+                logger.warning("could not refresh presence of user %s", self.user_id)

@@ -1,0 +1,87 @@
+"""Typed payloads: the signals' events and the frames of shared/PROTOCOL.md."""
+
+from typing import Literal, TypedDict
+
+
+class MessageCreated(TypedDict):
+    message_id: int
+    room_id: int
+    sender_id: int
+    body: str
+    created_at: str
+    # Every member of the room when the message was saved, the sender included.
+    member_ids: list[int]
+    # Members with a connection viewing the room then: for them the message is read.
+    viewer_ids: list[int]
+    # time.perf_counter() at commit, for the badge-latency histogram (same process only).
+    committed_at: float
+
+
+class RoomRead(TypedDict):
+    user_id: int
+    room_id: int
+    read_upto: int
+
+
+class MessageFrame(TypedDict):
+    id: int
+    senderId: int
+    body: str
+    createdAt: str
+
+
+class ChatMessageFrame(TypedDict):
+    type: Literal["chat-message"]
+    roomId: int
+    message: MessageFrame
+
+
+class JoinedRoomFrame(TypedDict):
+    type: Literal["joined-room"]
+    roomId: int
+    unreadCount: int
+    totalUnreadCount: int
+
+
+class LeftRoomFrame(TypedDict):
+    type: Literal["left-room"]
+    roomId: int
+
+
+class MessageSentFrame(TypedDict):
+    type: Literal["message-sent"]
+    roomId: int
+    clientMessageId: str
+    messageId: int
+    createdAt: str
+
+
+class ErrorFrame(TypedDict):
+    type: Literal["error"]
+    code: str
+    message: str
+    ref: str | None
+
+
+def message_frame(event: MessageCreated) -> MessageFrame:
+    return {
+        "id": event["message_id"],
+        "senderId": event["sender_id"],
+        "body": event["body"],
+        "createdAt": event["created_at"],
+    }
+
+
+def user_group(user_id: int) -> str:
+    """Channel-layer group of every connection of one user."""
+    return f"user.{user_id}"
+
+
+def room_group(room_id: int) -> str:
+    """Channel-layer group of the connections viewing one room."""
+    return f"room.{room_id}"
+
+
+def frames_message(*frames: object) -> dict[str, object]:
+    """A channel-layer message that asks each receiving consumer to forward `frames`."""
+    return {"type": "chat.frames", "frames": list(frames)}

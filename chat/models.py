@@ -1,0 +1,85 @@
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+
+class Room(models.Model):
+    name = models.CharField(max_length=100, unique=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    members = models.ManyToManyField(  # type: ignore[var-annotated]
+        settings.AUTH_USER_MODEL, through="Membership", related_name="chat_rooms"
+    )
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Membership(models.Model):
+    room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="memberships")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="chat_memberships"
+    )
+    # The read pointer: every message of the room with an id up to this one is read.
+    # An id rather than a foreign key so that deleting a message never moves it backwards.
+    last_read_message_id = models.PositiveBigIntegerField(default=0)
+    joined_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["room", "user"], name="membership_unique_room_user")
+        ]
+        indexes = [models.Index(fields=["user", "room"], name="membership_user_room")]
+
+    def __str__(self) -> str:
+        return f"{self.user_id} in {self.room_id}"
+
+
+class Message(models.Model):
+    room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="messages")
+    sender = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="chat_messages"
+    )
+    body = models.TextField()
+    # The client's idempotency key: a retried send with the same key saves nothing new.
+    client_message_id = models.CharField(max_length=100, null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["sender", "client_message_id"],
+                condition=models.Q(client_message_id__isnull=False),
+                name="message_unique_sender_client_id",
+            )
+        ]
+        # Unread counts are "messages of this room after the pointer": (room, id) serves them.
+        indexes = [models.Index(fields=["room", "id"], name="message_room_id")]
+
+    def __str__(self) -> str:
+        return f"#{self.pk} in {self.room_id} by {self.sender_id}"
+
+
+class AuthToken(models.Model):
+    """An API/WebSocket token. Only its SHA-256 is stored; the token is shown once."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="chat_tokens"
+    )
+    key_hash = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField()
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["user", "expires_at"], name="token_user_expiry")]
+
+    def __str__(self) -> str:
+        return f"token {self.pk} of {self.user_id}"
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None and self.expires_at > timezone.now()

@@ -1,0 +1,71 @@
+"""Reads of the chat app."""
+
+from datetime import datetime
+
+from django.db.models import Max
+
+from chat.errors import NotAMember, NotFound
+from chat.models import Membership, Message, Room
+
+
+def iso_utc(moment: datetime) -> str:
+    """Protocol times: ISO 8601 in UTC with a Z."""
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+def membership_for(*, user_id: int, room_id: int) -> Membership:
+    """The user's membership of the room, or the protocol's refusal."""
+    membership = Membership.objects.filter(user_id=user_id, room_id=room_id).first()
+    if membership is not None:
+        return membership
+    if Room.objects.filter(pk=room_id).exists():
+        raise NotAMember(f"you are not a member of room {room_id}")
+    raise NotFound(f"room {room_id} does not exist")
+
+
+def latest_message_id(room_id: int) -> int:
+    latest = Message.objects.filter(room_id=room_id).aggregate(latest=Max("id"))["latest"]
+    return int(latest or 0)
+
+
+def member_ids(room_id: int) -> list[int]:
+    return list(Membership.objects.filter(room_id=room_id).values_list("user_id", flat=True))
+
+
+def message_by_client_id(*, sender_id: int, client_message_id: str) -> Message | None:
+    return Message.objects.filter(sender_id=sender_id, client_message_id=client_message_id).first()
+
+
+def message_dict(message: Message) -> dict[str, object]:
+    """A message as the protocol shows it (`chat-message`, `lastMessage`)."""
+    return {
+        "id": message.pk,
+        "senderId": message.sender_id,
+        "body": message.body,
+        "createdAt": iso_utc(message.created_at),
+    }
+
+
+def rooms_of(user_id: int) -> list[dict[str, object]]:
+    """The user's rooms with their last message, in room order (two queries)."""
+    memberships = list(
+        Membership.objects.filter(user_id=user_id)
+        .select_related("room")
+        .annotate(last_message_id=Max("room__messages__id"))
+        .order_by("room_id")
+    )
+    last_ids = [m.last_message_id for m in memberships if m.last_message_id]  # type: ignore[attr-defined]
+    last_messages = {message.pk: message for message in Message.objects.filter(pk__in=last_ids)}
+    return [
+        {
+            "id": m.room_id,
+            "name": m.room.name,
+            "lastMessageId": m.last_message_id or 0,  # type: ignore[attr-defined]
+            "lastMessage": (
+                message_dict(last_messages[m.last_message_id])  # type: ignore[attr-defined]
+                if m.last_message_id  # type: ignore[attr-defined]
+                else None
+            ),
+        }
+        for m in memberships
+    ]

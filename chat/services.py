@@ -1,0 +1,164 @@
+"""State changes of the chat app: check access, write, announce after commit.
+
+Every function here is synchronous ORM code; consumers call it through
+`database_sync_to_async`, views and commands directly.
+"""
+
+import logging
+import time
+from dataclasses import dataclass
+from functools import partial
+
+from django.db import IntegrityError, transaction
+from redis.exceptions import RedisError
+
+from chat import presence, ratelimit
+from chat.app_settings import app_settings
+from chat.errors import BadRequest, NotFound, RateLimited, TooLarge
+from chat.events import MessageCreated, RoomRead
+from chat.models import Membership, Message
+from chat.selectors import (
+    iso_utc,
+    latest_message_id,
+    member_ids,
+    membership_for,
+    message_by_client_id,
+)
+from chat.signals import message_created, room_read
+
+logger = logging.getLogger(__name__)
+
+MAX_CLIENT_MESSAGE_ID_LENGTH = 100
+
+
+@dataclass(frozen=True)
+class SentMessage:
+    message: Message
+    created: bool  # False when the clientMessageId was seen before: nothing new was saved
+
+
+def message_send(
+    *, sender_id: int, room_id: int, body: str, client_message_id: str
+) -> SentMessage:
+    """Save a message once per (sender, clientMessageId); a repeat returns the first one."""
+    if not isinstance(body, str) or not body.strip():
+        raise BadRequest("message must be a non-empty string")
+    if len(body) > app_settings.MAX_MESSAGE_LENGTH:
+        raise TooLarge(f"message is over {app_settings.MAX_MESSAGE_LENGTH} characters")
+    if not isinstance(client_message_id, str) or not (
+        0 < len(client_message_id) <= MAX_CLIENT_MESSAGE_ID_LENGTH
+    ):
+        raise BadRequest(
+            f"clientMessageId must be a string of 1 to {MAX_CLIENT_MESSAGE_ID_LENGTH} characters"
+        )
+    existing = message_by_client_id(sender_id=sender_id, client_message_id=client_message_id)
+    if existing is not None:
+        return SentMessage(existing, created=False)
+    membership_for(user_id=sender_id, room_id=room_id)
+    if not _rate_allowed(sender_id):
+        raise RateLimited("too many messages; slow down")
+    try:
+        with transaction.atomic():
+            message = Message.objects.create(
+                room_id=room_id, sender_id=sender_id, body=body, client_message_id=client_message_id
+            )
+    except IntegrityError:
+        # The same clientMessageId raced in from another connection and won.
+        existing = message_by_client_id(sender_id=sender_id, client_message_id=client_message_id)
+        if existing is None:
+            raise
+        return SentMessage(existing, created=False)
+    return SentMessage(message, created=True)
+
+
+def _rate_allowed(sender_id: int) -> bool:
+    try:
+        return ratelimit.message_allowed(sender_id)
+    except RedisError:
+        logger.warning("rate limiter unavailable; letting a message of user %s through", sender_id)
+        return True
+
+
+def message_after_insert(message: Message) -> None:
+    """Run inside the transaction that inserted `message` (post_save), whoever saved it.
+
+    Members viewing the room read the message as it lands: their read pointers move past it
+    in this same transaction, so the database (the truth) agrees with their badges. The event
+    goes out only after commit.
+    """
+    members = member_ids(message.room_id)
+    try:
+        viewers = sorted(presence.viewer_ids(message.room_id).intersection(members))
+    except RedisError:
+        # Redis is a copy; the message is the truth and must still be saved. Without presence
+        # the message counts as unread for everyone, which is safe: reading fixes it.
+        logger.warning("presence unavailable; message %s counts unread for all", message.pk)
+        viewers = []
+    if viewers:
+        Membership.objects.filter(
+            room_id=message.room_id, user_id__in=viewers, last_read_message_id__lt=message.pk
+        ).update(last_read_message_id=message.pk)
+    event = MessageCreated(
+        message_id=message.pk,
+        room_id=message.room_id,
+        sender_id=message.sender_id,
+        body=message.body,
+        created_at=iso_utc(message.created_at),
+        member_ids=members,
+        viewer_ids=viewers,
+        committed_at=0.0,
+    )
+    transaction.on_commit(partial(_announce_message, event), robust=True)
+
+
+def _announce_message(event: MessageCreated) -> None:
+    event["committed_at"] = time.perf_counter()
+    message_created.send_robust(sender=Message, event=event)
+
+
+def room_view(*, user_id: int, room_id: int, channel_name: str) -> None:
+    """This connection now views the room: everything in it so far is read."""
+    membership = membership_for(user_id=user_id, room_id=room_id)
+    # Presence first: a message saved from here on counts as read for this user, and the
+    # pointer below covers everything saved before.
+    presence.viewing_add(room_ids=[room_id], user_id=user_id, channel_name=channel_name)
+    _move_read_pointer(membership, latest_message_id(room_id))
+
+
+def room_unview(*, user_id: int, room_id: int, channel_name: str) -> None:
+    presence.viewing_remove(room_ids=[room_id], user_id=user_id, channel_name=channel_name)
+
+
+def room_mark_read(*, user_id: int, room_id: int, message_id: int) -> None:
+    """Move the read pointer forward to `message_id` (never backwards)."""
+    membership = membership_for(user_id=user_id, room_id=room_id)
+    if not Message.objects.filter(pk=message_id, room_id=room_id).exists():
+        raise NotFound(f"message {message_id} is not in room {room_id}")
+    _move_read_pointer(membership, message_id)
+
+
+def _move_read_pointer(membership: Membership, upto: int) -> None:
+    with transaction.atomic():
+        Membership.objects.filter(pk=membership.pk, last_read_message_id__lt=upto).update(
+            last_read_message_id=upto
+        )
+        # Announced even when the pointer was already there: repairing the copy is idempotent
+        # and the reply that follows must show the truth.
+        event = RoomRead(
+            user_id=membership.user_id,
+            room_id=membership.room_id,
+            read_upto=max(upto, membership.last_read_message_id),
+        )
+        transaction.on_commit(
+            partial(room_read.send_robust, sender=Membership, event=event), robust=True
+        )
+
+
+def room_add_member(*, room_id: int, user_id: int) -> Membership:
+    """Add a member whose unread count starts at zero: history before joining is not unread."""
+    membership, _ = Membership.objects.get_or_create(
+        room_id=room_id,
+        user_id=user_id,
+        defaults={"last_read_message_id": latest_message_id(room_id)},
+    )
+    return membership

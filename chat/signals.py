@@ -1,0 +1,15 @@
+"""Signals of the chat app: the event bus that `badges` and `notifications` listen to.
+
+Both are sent only after the transaction that caused them commits, with `send_robust`, so a
+failing receiver never stops the others and a rolled-back change is never announced.
+"""
+
+from django.dispatch import Signal
+
+# A new Message was committed, whoever saved it (consumer, HTTP, admin, shell).
+# Arguments: sender=Message, event: chat.events.MessageCreated (ids and a small dict).
+message_created = Signal()
+
+# A member's read pointer moved forward (join-room or mark-read).
+# Arguments: sender=Membership, event: chat.events.RoomRead.
+room_read = Signal()

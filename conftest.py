@@ -1,0 +1,29 @@
+"""Test set-up shared by every app: a real Redis, isolated by key prefix per test session."""
+
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from django.conf import settings
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # One prefix per run: keys and pub/sub channels of parallel runs (or of a developer's
+    # `make run` on the same Redis) never meet.
+    prefix = f"test-{uuid.uuid4().hex[:8]}"
+    settings.REDIS_KEY_PREFIX = prefix
+    settings.CHANNEL_LAYERS["default"]["CONFIG"]["prefix"] = f"{prefix}:layer"
+    # Tests send bursts far beyond a human's pace; the limiter has its own tests.
+    settings.CHAT_RATE_LIMIT_MESSAGES = 0
+
+
+@pytest.fixture(autouse=True)
+def _clean_redis() -> Iterator[None]:
+    """Each test starts with no keys of this run's prefix."""
+    from chatproject.redis_client import redis_connection
+
+    yield
+    redis = redis_connection()
+    keys = list(redis.scan_iter(match=f"{settings.REDIS_KEY_PREFIX}:*", count=1000))
+    for start in range(0, len(keys), 500):
+        redis.delete(*keys[start : start + 500])

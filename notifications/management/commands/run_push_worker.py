@@ -1,0 +1,27 @@
+import asyncio
+import signal
+from typing import Any
+
+from django.core.management.base import BaseCommand
+
+from notifications.worker import PushWorker
+
+
+class Command(BaseCommand):
+    help = "Run the push-notification worker in the foreground until SIGTERM or Ctrl-C."
+
+    def add_arguments(self, parser: Any) -> None:
+        parser.add_argument("--name", default="default", help="worker name (one process each)")
+        parser.add_argument("--concurrency", type=int, default=None, help="jobs in flight")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        worker = PushWorker(name=options["name"], concurrency=options["concurrency"])
+        asyncio.run(self._run(worker))
+        self.stdout.write(f"push worker stopped: {worker.sent} sent, {worker.failed} failed")
+
+    async def _run(self, worker: PushWorker) -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        await worker.run(stop)
