@@ -12,7 +12,7 @@ def pytest_configure(config: pytest.Config) -> None:
     # `make run` on the same Redis) never meet.
     prefix = f"test-{uuid.uuid4().hex[:8]}"
     settings.REDIS_KEY_PREFIX = prefix
-    settings.CHANNEL_LAYERS["default"]["CONFIG"]["prefix"] = f"{prefix}:layer"
+    settings.CHANNEL_LAYERS["default"]["CONFIG"]["prefix"] = f"{prefix}:layer"  # type: ignore[index]
     # Tests send bursts far beyond a human's pace; the limiter has its own tests.
     settings.CHAT_RATE_LIMIT_MESSAGES = 0
 

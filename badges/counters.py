@@ -225,9 +225,9 @@ def apply_message(
 
 
 def apply_read(*, user_id: int, room_id: int, read_upto: int, cap: int) -> Badge:
-    return apply_message(
-        room_id=room_id, message_id=read_upto, modes={user_id: "read"}, cap=cap
-    )[user_id]
+    return apply_message(room_id=room_id, message_id=read_upto, modes={user_id: "read"}, cap=cap)[
+        user_id
+    ]
 
 
 def load_user(*, user_id: int, rooms: list[RoomTruth], cap: int) -> tuple[int, int]:
@@ -252,7 +252,9 @@ def user_state(*, user_id: int, room_ids: list[int]) -> UserState | None:
     flat = _script(_STATE)(keys=keys, args=room_ids)
     if not flat[0]:
         return None
-    return UserState(total=flat[1], version=flat[2], rooms=dict(zip(room_ids, flat[3:], strict=True)))
+    return UserState(
+        total=flat[1], version=flat[2], rooms=dict(zip(room_ids, flat[3:], strict=True))
+    )
 
 
 def forget_users(user_ids: list[int]) -> None:

@@ -51,6 +51,8 @@ def room_truths(user_id: int, *, cap: int) -> list[RoomTruth]:
                 .values_list("id", flat=True)[:cap]
             )
     return [
-        RoomTruth(room_id=room_id, pointer=pointer, unread_count=unread, newest_unread_ids=ids[room_id])
+        RoomTruth(
+            room_id=room_id, pointer=pointer, unread_count=unread, newest_unread_ids=ids[room_id]
+        )
         for room_id, (pointer, unread) in counts.items()
     ]

@@ -53,5 +53,7 @@ class BrowserOriginValidator(OriginValidator):
 
 
 def origin_checked(inner: Any) -> BrowserOriginValidator:
-    allowed = settings.ALLOWED_HOSTS or (["localhost", "127.0.0.1", "[::1]"] if settings.DEBUG else [])
+    allowed = settings.ALLOWED_HOSTS or (
+        ["localhost", "127.0.0.1", "[::1]"] if settings.DEBUG else []
+    )
     return BrowserOriginValidator(inner, allowed)

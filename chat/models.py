@@ -44,7 +44,8 @@ class Message(models.Model):
     )
     body = models.TextField()
     # The client's idempotency key: a retried send with the same key saves nothing new.
-    client_message_id = models.CharField(max_length=100, null=True, blank=True)
+    # NULL, not "", for saves without one (admin, shell): the unique constraint skips NULLs.
+    client_message_id = models.CharField(max_length=100, null=True, blank=True)  # noqa: DJ001
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:

@@ -54,17 +54,15 @@ def rooms_of(user_id: int) -> list[dict[str, object]]:
         .annotate(last_message_id=Max("room__messages__id"))
         .order_by("room_id")
     )
-    last_ids = [m.last_message_id for m in memberships if m.last_message_id]  # type: ignore[attr-defined]
+    last_ids = [m.last_message_id for m in memberships if m.last_message_id]
     last_messages = {message.pk: message for message in Message.objects.filter(pk__in=last_ids)}
     return [
         {
             "id": m.room_id,
             "name": m.room.name,
-            "lastMessageId": m.last_message_id or 0,  # type: ignore[attr-defined]
+            "lastMessageId": m.last_message_id or 0,
             "lastMessage": (
-                message_dict(last_messages[m.last_message_id])  # type: ignore[attr-defined]
-                if m.last_message_id  # type: ignore[attr-defined]
-                else None
+                message_dict(last_messages[m.last_message_id]) if m.last_message_id else None
             ),
         }
         for m in memberships

@@ -37,9 +37,7 @@ class SentMessage:
     created: bool  # False when the clientMessageId was seen before: nothing new was saved
 
 
-def message_send(
-    *, sender_id: int, room_id: int, body: str, client_message_id: str
-) -> SentMessage:
+def message_send(*, sender_id: int, room_id: int, body: str, client_message_id: str) -> SentMessage:
     """Save a message once per (sender, clientMessageId); a repeat returns the first one."""
     if not isinstance(body, str) or not body.strip():
         raise BadRequest("message must be a non-empty string")

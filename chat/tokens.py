@@ -51,5 +51,3 @@ def token_revoke_all(*, user_id: int) -> int:
     return AuthToken.objects.filter(user_id=user_id, revoked_at__isnull=True).update(
         revoked_at=timezone.now()
     )
-
-

@@ -15,8 +15,6 @@ from chat.routing import websocket_urlpatterns  # noqa: E402
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
-        "websocket": origin_checked(
-            ChatAuthMiddlewareStack(URLRouter(websocket_urlpatterns))
-        ),
+        "websocket": origin_checked(ChatAuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     }
 )

@@ -12,7 +12,7 @@ from django.conf import settings
 
 
 @cache
-def redis_connection() -> "redis.Redis[str]":
+def redis_connection() -> redis.Redis:
     return redis.Redis.from_url(
         settings.REDIS_URL,
         decode_responses=True,

@@ -7,7 +7,9 @@ class _NotificationsSettings:
     @property
     def PUSH_BACKEND(self) -> str:  # noqa: N802
         return str(
-            getattr(settings, "NOTIFICATIONS_PUSH_BACKEND", "notifications.backends.LoggingPushBackend")
+            getattr(
+                settings, "NOTIFICATIONS_PUSH_BACKEND", "notifications.backends.LoggingPushBackend"
+            )
         )
 
     @property

@@ -38,9 +38,9 @@ def dead_jobs() -> list[PushJob]:
     return [json.loads(raw) for raw in redis_connection().lrange(dead_key(), 0, -1)]
 
 
-async def push_take(redis: AsyncRedis, worker: str, timeout: float) -> str | None:
-    """The oldest job, moved to this worker's processing list; None after `timeout`."""
-    raw = await redis.blmove(queue_key(), processing_key(worker), timeout, "RIGHT", "LEFT")
+async def push_take(redis: AsyncRedis, worker: str, block_seconds: float) -> str | None:
+    """The oldest job, moved to this worker's processing list; None after `block_seconds`."""
+    raw = await redis.blmove(queue_key(), processing_key(worker), block_seconds, "RIGHT", "LEFT")  # type: ignore[arg-type]
     return raw.decode() if isinstance(raw, bytes) else raw
 
 

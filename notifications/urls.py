@@ -1,3 +1,8 @@
 from django.urls import path
 
-urlpatterns: list = []
+from notifications import views
+
+urlpatterns = [
+    path("api/devices", views.device_register_view, name="api-devices"),
+    path("api/devices/<int:device_id>", views.device_delete_view, name="api-device"),
+]

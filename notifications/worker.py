@@ -71,14 +71,19 @@ class PushWorker:
                     next_report = time.monotonic() + self.report_every_seconds
                     logger.info(
                         "push worker %s: %d sent, %d failed, %d in flight",
-                        self.name, self.sent, self.failed, len(in_flight),
+                        self.name,
+                        self.sent,
+                        self.failed,
+                        len(in_flight),
                     )
         finally:
             if in_flight:
                 logger.info("push worker %s finishing %d jobs", self.name, len(in_flight))
                 await asyncio.gather(*in_flight, return_exceptions=True)
             await redis.aclose()
-            logger.info("push worker %s stopped: %d sent, %d failed", self.name, self.sent, self.failed)
+            logger.info(
+                "push worker %s stopped: %d sent, %d failed", self.name, self.sent, self.failed
+            )
 
     async def _handle(self, redis: AsyncRedis, raw: str, slots: asyncio.Semaphore) -> None:
         started = time.perf_counter()

@@ -1,0 +1,127 @@
+"""The Lua counters against a real Redis: exact, idempotent and order-independent."""
+
+import itertools
+
+import pytest
+
+from badges import counters
+from badges.counters import RoomTruth, Status
+from chatproject.redis_client import redis_connection
+
+ROOM = 7
+CAP = 1000
+
+
+def _load(user_id: int, pointer: int = 0, ids: list[int] | None = None, cap: int = CAP) -> None:
+    ids = ids or []
+    counters.load_user(
+        user_id=user_id,
+        rooms=[RoomTruth(ROOM, pointer, len(ids), sorted(ids, reverse=True))],
+        cap=cap,
+    )
+
+
+def _unread(user_id: int, message_id: int, cap: int = CAP) -> counters.Badge:
+    return counters.apply_message(
+        room_id=ROOM, message_id=message_id, modes={user_id: "unread"}, cap=cap
+    )[user_id]
+
+
+def _count(user_id: int) -> int:
+    state = counters.user_state(user_id=user_id, room_ids=[ROOM])
+    assert state is not None
+    assert state.total == state.rooms[ROOM]
+    return state.rooms[ROOM]
+
+
+def test_missing_user_is_reported_not_counted() -> None:
+    badge = _unread(1, 10)
+    assert badge.status is Status.MISSING
+    assert counters.user_state(user_id=1, room_ids=[ROOM]) is None
+
+
+def test_a_retried_message_counts_once() -> None:
+    _load(1)
+    first = _unread(1, 10)
+    again = _unread(1, 10)
+    assert (first.status, first.room_count, first.total) == (Status.CHANGED, 1, 1)
+    assert (again.status, again.room_count) == (Status.UNCHANGED, 1)
+    assert again.version == first.version
+
+
+def test_modes_for_sender_and_viewer() -> None:
+    for user_id in (1, 2, 3):
+        _load(user_id)
+    _unread(2, 5)  # the viewer had one unread before viewing
+    badges = counters.apply_message(
+        room_id=ROOM, message_id=10, modes={1: "same", 2: "read", 3: "unread"}, cap=CAP
+    )
+    assert badges[1].status is Status.UNCHANGED and badges[1].room_count == 0
+    assert badges[2].status is Status.CHANGED and badges[2].room_count == 0
+    assert badges[3].status is Status.CHANGED and badges[3].room_count == 1
+
+
+@pytest.mark.parametrize("order", list(itertools.permutations(["m11", "m12", "read11"])))
+def test_sends_and_reads_commute(order: tuple[str, ...]) -> None:
+    """Whatever order the events reach Redis in, the count is the truth: one unread (12)."""
+    _load(1, pointer=10)
+    for step in order:
+        if step == "read11":
+            counters.apply_read(user_id=1, room_id=ROOM, read_upto=11, cap=CAP)
+        else:
+            _unread(1, int(step[1:]))
+    assert _count(1) == 1
+
+
+def test_read_never_moves_backwards() -> None:
+    _load(1)
+    for message_id in (1, 2, 3):
+        _unread(1, message_id)
+    counters.apply_read(user_id=1, room_id=ROOM, read_upto=3, cap=CAP)
+    counters.apply_read(user_id=1, room_id=ROOM, read_upto=1, cap=CAP)
+    assert _count(1) == 0
+    assert _unread(1, 2).status is Status.UNCHANGED  # at or below the pointer: already read
+
+
+def test_versions_grow_with_every_change_and_survive_a_flush() -> None:
+    _load(1)
+    versions = [_unread(1, message_id).version for message_id in (1, 2, 3)]
+    assert versions == sorted(versions) and len(set(versions)) == 3
+    redis_connection().flushdb()
+    _load(1, ids=[1, 2, 3])
+    state = counters.user_state(user_id=1, room_ids=[ROOM])
+    assert state is not None and state.version > versions[-1]
+
+
+def test_counts_past_the_cap_stay_exact() -> None:
+    _load(1)
+    for message_id in range(1, 11):
+        _unread(1, message_id, cap=4)
+    assert _count(1) == 10
+    counters.apply_read(user_id=1, room_id=ROOM, read_upto=8, cap=4)
+    assert _count(1) == 2
+
+
+def test_reading_into_the_trimmed_region_forgets_the_user() -> None:
+    """Redis cannot know how many trimmed ids lie above the pointer: the database decides."""
+    _load(1)
+    for message_id in range(1, 11):
+        _unread(1, message_id, cap=4)
+    badge = counters.apply_read(user_id=1, room_id=ROOM, read_upto=3, cap=4)
+    assert badge.status is Status.MISSING
+
+
+def test_load_merges_with_live_updates() -> None:
+    """A rebuild that read the database before message 12 keeps 12 once it is counted."""
+    _load(1, pointer=10, ids=[11])
+    _unread(1, 12)
+    _load(1, pointer=10, ids=[11])  # a stale snapshot arriving late
+    assert _count(1) == 2
+
+
+def test_forget_drops_every_set_of_the_user() -> None:
+    _load(1, ids=[1, 2])
+    counters.forget_users([1])
+    assert counters.user_state(user_id=1, room_ids=[ROOM]) is None
+    _load(1, ids=[2])
+    assert _count(1) == 1  # id 1 (say, a deleted message) did not come back

@@ -1,0 +1,40 @@
+"""Push device registration over HTTP (shared/PROTOCOL.md, "HTTP")."""
+
+from typing import Any
+
+from django.http import HttpRequest, HttpResponse, JsonResponse
+
+from chat.errors import BadRequest
+from chat.http import json_api, json_object
+from notifications import services
+from notifications.models import Device
+
+
+@json_api(methods=("POST",))
+def device_register_view(request: HttpRequest) -> HttpResponse:
+    kind, address, keys = _device_fields(json_object(request))
+    registration = services.device_register(
+        user_id=request.user.pk, kind=kind, address=address, keys=keys
+    )
+    return JsonResponse(
+        {"id": registration.device.pk}, status=201 if registration.created else 200
+    )
+
+
+@json_api(methods=("DELETE",))
+def device_delete_view(request: HttpRequest, device_id: int) -> HttpResponse:
+    services.device_delete(user_id=request.user.pk, device_id=device_id)
+    return HttpResponse(status=204)
+
+
+def _device_fields(payload: dict[str, Any]) -> tuple[str, Any, Any]:
+    """(kind, address, keys) from either shape of the body; the service checks the values."""
+    kind = payload.get("kind")
+    if kind == Device.Kind.WEBPUSH:
+        subscription = payload.get("subscription")
+        if not isinstance(subscription, dict):
+            raise BadRequest("subscription must be an object with endpoint and keys")
+        return kind, subscription.get("endpoint"), subscription.get("keys")
+    if kind == Device.Kind.APNS:
+        return kind, payload.get("token"), None
+    raise BadRequest(f"kind must be one of {', '.join(Device.Kind.values)}")
