@@ -1,0 +1,75 @@
+"""The services on their own: query counts on the hot path and what they announce."""
+
+from typing import Any
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from badges.services import badges_state
+from chat.models import Membership, Message
+from chat.services import message_send, room_mark_read
+from chat.signals import message_created
+from chat.tests.helpers import make_room, make_user
+from chatproject import fanout
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def _room_of(n: int) -> tuple[list[Any], Any]:
+    users = [make_user(f"u{i}") for i in range(n)]
+    return users, make_room("r", users)
+
+
+@pytest.mark.parametrize("members", [2, 50])
+def test_sending_a_message_costs_the_same_queries_whatever_the_room_size(members: int) -> None:
+    users, room = _room_of(members)
+    for user in users:  # counters already in Redis, as in steady state
+        badges_state(user_id=user.pk, room_ids=[room.pk])
+    with CaptureQueriesContext(connection) as queries:
+        message_send(sender_id=users[0].pk, room_id=room.pk, body="hi", client_message_id="c1")
+    # idempotency lookup, membership, insert, member ids (+ SQLite's BEGIN/COMMIT markers):
+    # the badge and push receivers add none.
+    statements = [
+        q["sql"] for q in queries.captured_queries if not q["sql"].startswith(("BEGIN", "COMMIT"))
+    ]
+    assert len(statements) == 4, statements
+    assert fanout.flush(5)
+
+
+def test_a_repeated_client_message_id_saves_and_announces_nothing() -> None:
+    users, room = _room_of(2)
+    announced: list[dict[str, Any]] = []
+
+    def record(sender: Any, event: dict[str, Any], **kwargs: Any) -> None:
+        announced.append(event)
+
+    message_created.connect(record, dispatch_uid="tests.record")
+    try:
+        first = message_send(
+            sender_id=users[0].pk, room_id=room.pk, body="hi", client_message_id="same"
+        )
+        again = message_send(
+            sender_id=users[0].pk, room_id=room.pk, body="other", client_message_id="same"
+        )
+    finally:
+        message_created.disconnect(dispatch_uid="tests.record")
+    assert first.created and not again.created
+    assert again.message.pk == first.message.pk and again.message.body == "hi"
+    assert Message.objects.count() == 1
+    assert [event["message_id"] for event in announced] == [first.message.pk]
+    assert announced[0]["member_ids"] == sorted(u.pk for u in users)
+
+
+def test_mark_read_never_moves_the_pointer_backwards() -> None:
+    users, room = _room_of(2)
+    ids = [
+        message_send(
+            sender_id=users[0].pk, room_id=room.pk, body=str(n), client_message_id=str(n)
+        ).message.pk
+        for n in range(3)
+    ]
+    room_mark_read(user_id=users[1].pk, room_id=room.pk, message_id=ids[2])
+    room_mark_read(user_id=users[1].pk, room_id=room.pk, message_id=ids[0])
+    assert Membership.objects.get(user=users[1], room=room).last_read_message_id == ids[2]
+    assert badges_state(user_id=users[1].pk, room_ids=[room.pk]).rooms[room.pk] == 0
