@@ -15,6 +15,8 @@ def pytest_configure(config: pytest.Config) -> None:
     settings.CHANNEL_LAYERS["default"]["CONFIG"]["prefix"] = f"{prefix}:layer"  # type: ignore[index]
     # Tests send bursts far beyond a human's pace; the limiter has its own tests.
     settings.CHAT_RATE_LIMIT_MESSAGES = 0
+    # Real hashing costs ~0.3 s a user; tests create hundreds.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 @pytest.fixture(autouse=True)

@@ -81,3 +81,15 @@ async def connect_user(user: Any) -> tuple[Client, dict[str, Any]]:
     snapshot = await client.receive()
     assert snapshot["type"] == "unread-state"
     return client, snapshot
+
+
+async def eventually(predicate: Any, *, seconds: float = 3.0) -> None:
+    """Wait until `predicate()` (sync or async) is true; fail after `seconds`."""
+    for _ in range(int(seconds / 0.01)):
+        result = predicate()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"condition not met within {seconds} s")

@@ -8,7 +8,7 @@ import pytest
 from channels.db import database_sync_to_async
 
 from chat.signals import message_created
-from chat.tests.helpers import connect_user, make_room, make_user
+from chat.tests.helpers import connect_user, eventually, make_room, make_user
 from notifications import queue
 from notifications.backends import FailingPushBackend
 from notifications.events import PushJob
@@ -63,8 +63,7 @@ async def test_badges_and_later_frames_do_not_wait_for_a_hanging_push() -> None:
     badges = [await b.receive_type("total-unread-count-updated") for _ in range(5)]
     assert [badge["roomUnreadCount"] for badge in badges] == [1, 2, 3, 4, 5]
     # Every send was answered and every badge delivered while no push had finished.
-    while len(backend.started) < 5:
-        await asyncio.sleep(0.01)
+    await eventually(lambda: len(backend.started) == 5)
     assert backend.finished == []
     assert [job["recipient_ids"] for job in backend.started] == [[bob.pk]] * 5
     backend.gate.set()
@@ -90,8 +89,7 @@ async def test_a_failing_push_is_logged_and_dead_lettered_and_badges_flow(
         )
         badge = await b.receive_type("total-unread-count-updated")
         assert badge["roomUnreadCount"] == 1
-        while not await database_sync_to_async(queue.dead_jobs)():
-            await asyncio.sleep(0.01)
+        await eventually(database_sync_to_async(queue.dead_jobs))
     stop.set()
     await task
     [dead] = await database_sync_to_async(queue.dead_jobs)()
@@ -123,8 +121,7 @@ async def test_a_job_left_by_a_killed_worker_is_picked_up_again() -> None:
     backend = GatedBackend()
     backend.gate.set()
     stop, task = await _worker(backend)
-    while not backend.finished:
-        await asyncio.sleep(0.01)
+    await eventually(lambda: backend.finished)
     stop.set()
     await task
     assert backend.finished[0]["message_id"] == 1
