@@ -15,6 +15,9 @@ def pytest_configure(config: pytest.Config) -> None:
     settings.CHANNEL_LAYERS["default"]["CONFIG"]["prefix"] = f"{prefix}:layer"  # type: ignore[index]
     # Tests send bursts far beyond a human's pace; the limiter has its own tests.
     settings.CHAT_RATE_LIMIT_MESSAGES = 0
+    # Consumers' ORM threads would otherwise hold PostgreSQL connections past the test
+    # database's teardown.
+    settings.DATABASES["default"]["CONN_MAX_AGE"] = 0
     # Real hashing costs ~0.3 s a user; tests create hundreds.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
