@@ -61,7 +61,9 @@ def device_delete(*, user_id: int, device_id: int) -> None:
         raise NotFound(f"device {device_id} does not exist")
 
 
-def _validated(*, kind: str, address: str, keys: dict[str, str] | None) -> tuple[str, dict[str, str]]:
+def _validated(
+    *, kind: str, address: str, keys: dict[str, str] | None
+) -> tuple[str, dict[str, str]]:
     if kind == Device.Kind.WEBPUSH:
         return _webpush_endpoint(address), _webpush_keys(keys)
     if kind == Device.Kind.APNS:

@@ -2,6 +2,7 @@
 
 from typing import Any
 
+from django.contrib.auth.base_user import AbstractBaseUser
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from chat.errors import BadRequest
@@ -11,19 +12,17 @@ from notifications.models import Device
 
 
 @json_api(methods=("POST",))
-def device_register_view(request: HttpRequest) -> HttpResponse:
+def device_register_view(request: HttpRequest, user: AbstractBaseUser) -> HttpResponse:
     kind, address, keys = _device_fields(json_object(request))
-    registration = services.device_register(
-        user_id=request.user.pk, kind=kind, address=address, keys=keys
-    )
-    return JsonResponse(
-        {"id": registration.device.pk}, status=201 if registration.created else 200
-    )
+    registration = services.device_register(user_id=user.pk, kind=kind, address=address, keys=keys)
+    return JsonResponse({"id": registration.device.pk}, status=201 if registration.created else 200)
 
 
 @json_api(methods=("DELETE",))
-def device_delete_view(request: HttpRequest, device_id: int) -> HttpResponse:
-    services.device_delete(user_id=request.user.pk, device_id=device_id)
+def device_delete_view(
+    request: HttpRequest, user: AbstractBaseUser, device_id: int
+) -> HttpResponse:
+    services.device_delete(user_id=user.pk, device_id=device_id)
     return HttpResponse(status=204)
 
 

@@ -1,0 +1,95 @@
+"""The HTTP side of chat (shared/PROTOCOL.md, "HTTP"): thin views over the same services as
+the WebSocket, so a message sent here is checked, saved and announced exactly like one sent
+there."""
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.db import connection
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from chat import services
+from chat.http import json_api, json_object, string_field
+from chat.selectors import iso_utc, rooms_of
+from chat.tokens import token_create
+from chat.unread import unread_counts
+from chatproject.redis_client import redis_connection
+
+logger = logging.getLogger(__name__)
+
+
+@json_api(methods=("POST",), authenticated=False)
+def token_view(request: HttpRequest) -> HttpResponse:
+    payload = json_object(request)
+    username = string_field(payload, "username")
+    password = string_field(payload, "password")
+    token, user = token_create(username=username, password=password)
+    return JsonResponse({"token": token, "userId": user.pk})
+
+
+@json_api(methods=("GET",))
+def rooms_view(request: HttpRequest, user: AbstractBaseUser) -> HttpResponse:
+    user_id = user.pk
+    state = unread_counts().unread_state(user_id)
+    counts = {room["roomId"]: room["unreadCount"] for room in state["rooms"]}
+    rooms = [
+        {
+            "id": room["id"],
+            "name": room["name"],
+            # A room joined between the two reads has no count yet: nothing in it is unread.
+            "unreadCount": counts.get(room["id"], 0),
+            "lastMessage": room["lastMessage"],
+        }
+        for room in rooms_of(user_id)
+    ]
+    return JsonResponse({"totalUnreadCount": state["totalUnreadCount"], "rooms": rooms})
+
+
+@json_api(methods=("POST",))
+def message_send_view(request: HttpRequest, user: AbstractBaseUser, room_id: int) -> HttpResponse:
+    payload = json_object(request)
+    sent = services.message_send(
+        sender_id=user.pk,
+        room_id=room_id,
+        body=payload.get("message"),  # type: ignore[arg-type]  # the service checks types
+        client_message_id=payload.get("clientMessageId"),  # type: ignore[arg-type]
+    )
+    body: dict[str, Any] = {
+        "messageId": sent.message.pk,
+        "createdAt": iso_utc(sent.message.created_at),
+    }
+    return JsonResponse(body, status=201 if sent.created else 200)
+
+
+@json_api(methods=("GET",), authenticated=False)
+def healthz_view(request: HttpRequest) -> HttpResponse:
+    checks = {"database": _check("database", _database_ok), "redis": _check("redis", _redis_ok)}
+    healthy = all(state == "ok" for state in checks.values())
+    return JsonResponse(checks, status=200 if healthy else 503)
+
+
+def _check(name: str, probe: Callable[[], None]) -> str:
+    try:
+        probe()
+    except Exception:  # any failure at all means "down"
+        logger.warning("health check: %s is down", name, exc_info=True)
+        return "down"
+    return "ok"
+
+
+def _database_ok() -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+        cursor.fetchone()
+
+
+def _redis_ok() -> None:
+    redis_connection().ping()
+
+
+@json_api(methods=("GET",), authenticated=False)
+def metrics_view(request: HttpRequest) -> HttpResponse:
+    return HttpResponse(generate_latest(), content_type=CONTENT_TYPE_LATEST)
