@@ -51,7 +51,7 @@ def message_send(*, sender_id: int, room_id: int, body: str, client_message_id: 
         )
     existing = message_by_client_id(sender_id=sender_id, client_message_id=client_message_id)
     if existing is not None:
-        return SentMessage(existing, created=False)
+        return _repeat(existing, room_id)
     membership_for(user_id=sender_id, room_id=room_id)
     if not _rate_allowed(sender_id):
         raise RateLimited("too many messages; slow down")
@@ -65,8 +65,18 @@ def message_send(*, sender_id: int, room_id: int, body: str, client_message_id: 
         existing = message_by_client_id(sender_id=sender_id, client_message_id=client_message_id)
         if existing is None:
             raise
-        return SentMessage(existing, created=False)
+        return _repeat(existing, room_id)
     return SentMessage(message, created=True)
+
+
+def _repeat(existing: Message, room_id: int) -> SentMessage:
+    # A retry is the same send again; the same key for another room is a client bug, and
+    # answering with a message of a different room would mislead it.
+    if existing.room_id != room_id:
+        raise BadRequest(
+            f"clientMessageId was already used for message {existing.pk} in another room"
+        )
+    return SentMessage(existing, created=False)
 
 
 def _rate_allowed(sender_id: int) -> bool:

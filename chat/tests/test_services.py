@@ -7,6 +7,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from badges.services import badges_state
+from chat.errors import BadRequest
 from chat.models import Membership, Message
 from chat.services import message_send, room_mark_read
 from chat.signals import message_created
@@ -73,3 +74,12 @@ def test_mark_read_never_moves_the_pointer_backwards() -> None:
     room_mark_read(user_id=users[1].pk, room_id=room.pk, message_id=ids[0])
     assert Membership.objects.get(user=users[1], room=room).last_read_message_id == ids[2]
     assert badges_state(user_id=users[1].pk, room_ids=[room.pk]).rooms[room.pk] == 0
+
+
+def test_a_client_message_id_reused_for_another_room_is_refused() -> None:
+    users, room = _room_of(2)
+    other = make_room("other", users)
+    message_send(sender_id=users[0].pk, room_id=room.pk, body="hi", client_message_id="k")
+    with pytest.raises(BadRequest, match="another room"):
+        message_send(sender_id=users[0].pk, room_id=other.pk, body="hi", client_message_id="k")
+    assert Message.objects.filter(room=other).count() == 0
