@@ -28,10 +28,13 @@ logger = logging.getLogger(__name__)
 Frame = dict[str, Any]
 
 
+MAX_ID = 2**63 - 1  # the database's bigint
+
+
 def _int_field(frame: Frame, name: str) -> int:
     value = frame.get(name)
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise BadRequest(f"{name} must be an integer")
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= MAX_ID:
+        raise BadRequest(f"{name} must be a positive integer id")
     return value
 
 
@@ -40,6 +43,16 @@ def _str_field(frame: Frame, name: str) -> str:
     if not isinstance(value, str):
         raise BadRequest(f"{name} must be a string")
     return value
+
+
+def _ref(frame: object) -> str | None:
+    """What an error echoes so the client can tell which frame was refused."""
+    if not isinstance(frame, dict):
+        return None
+    for name in ("clientMessageId", "type"):
+        if isinstance(frame.get(name), str):
+            return str(frame[name])
+    return None
 
 
 class ChatConsumer(AsyncJsonWebsocketConsumer):
@@ -81,19 +94,18 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         ref: str | None = None
         try:
-            raw = text_data if text_data is not None else (bytes_data or b"").decode("utf-8")
-            if len(raw.encode("utf-8")) > app_settings.MAX_FRAME_BYTES:
+            raw = text_data if text_data is not None else bytes_data or b""
+            size = len(raw) if isinstance(raw, bytes) else len(raw.encode("utf-8"))
+            if size > app_settings.MAX_FRAME_BYTES:
                 raise TooLarge(f"frame is over {app_settings.MAX_FRAME_BYTES} bytes")
             try:
                 frame = json.loads(raw)
-            except (ValueError, UnicodeDecodeError):
+            except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
                 await self._send_error("bad_json", "frame is not valid JSON", None)
                 return
+            ref = _ref(frame)
             if not isinstance(frame, dict) or not isinstance(frame.get("type"), str):
                 raise BadRequest('a frame is a JSON object with a string "type"')
-            ref = frame["type"]
-            if isinstance(frame.get("clientMessageId"), str):
-                ref = frame["clientMessageId"]
             handler = self._handlers.get(frame["type"])
             if handler is None:
                 await self._send_error("unknown_type", f"unknown frame type {ref!r}", ref)

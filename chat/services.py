@@ -41,6 +41,9 @@ def message_send(*, sender_id: int, room_id: int, body: str, client_message_id: 
     """Save a message once per (sender, clientMessageId); a repeat returns the first one."""
     if not isinstance(body, str) or not body.strip():
         raise BadRequest("message must be a non-empty string")
+    if "\x00" in body or "\x00" in str(client_message_id):
+        # PostgreSQL cannot store NUL in text; refuse it on every database alike.
+        raise BadRequest("message and clientMessageId must not contain NUL characters")
     if len(body) > app_settings.MAX_MESSAGE_LENGTH:
         raise TooLarge(f"message is over {app_settings.MAX_MESSAGE_LENGTH} characters")
     if not isinstance(client_message_id, str) or not (

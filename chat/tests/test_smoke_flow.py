@@ -22,7 +22,12 @@ async def test_message_moves_recipient_badge() -> None:
     assert badge["roomUnreadCount"] == 1
     assert badge["version"] > snapshot["version"]
     joined = await b.request({"type": "join-room", "roomId": room.pk}, "joined-room")
-    assert joined == {"type": "joined-room", "roomId": room.pk, "unreadCount": 0, "totalUnreadCount": 0}
+    assert joined == {
+        "type": "joined-room",
+        "roomId": room.pk,
+        "unreadCount": 0,
+        "totalUnreadCount": 0,
+    }
     assert sent["messageId"] > 0
     await a.close()
     await b.close()
