@@ -1,0 +1,39 @@
+"""The product's push backend in the benchmark: the same 0.5 s wait, plus a timestamp.
+
+Bench messages carry their send time in the body ("bench <perf_counter_ns>"), and every
+process on one host shares CLOCK_MONOTONIC, so the worker can tell how long after the send
+each push finished: the "whole message" latency of the event-driven design.
+"""
+
+import time
+
+from django.conf import settings
+from redis.asyncio import Redis as AsyncRedis
+
+from notifications.backends import DelayedLoggingPushBackend
+from notifications.events import PushJob
+
+
+def pushed_key() -> str:
+    """The one key the bench writes: a list of "<send ns> <pushed ns>" entries."""
+    return f"{settings.REDIS_KEY_PREFIX}:bench:pushed"
+
+
+def send_ns_of(body: str) -> int | None:
+    parts = body.split()
+    if len(parts) >= 2 and parts[0] == "bench" and parts[1].isdigit():
+        return int(parts[1])
+    return None
+
+
+class RecordingDelayedPushBackend(DelayedLoggingPushBackend):
+    _redis: AsyncRedis | None = None
+
+    async def send(self, job: PushJob) -> None:
+        await super().send(job)
+        sent_ns = send_ns_of(job["body"])
+        if sent_ns is None:
+            return
+        if self._redis is None:
+            self._redis = AsyncRedis.from_url(settings.REDIS_URL, socket_connect_timeout=2)
+        await self._redis.rpush(pushed_key(), f"{sent_ns} {time.perf_counter_ns()}")

@@ -1,0 +1,31 @@
+"""Settings of the benchmark's server processes: the project's, plus what the bench varies.
+
+The project reads these through `getattr(settings, ...)` but settings.py does not take them
+from the environment, so the bench does it here. The ASGI app adds the sequential baseline.
+"""
+
+import os
+
+from chatproject.settings import *  # noqa: F403
+
+ASGI_APPLICATION = "bench.asgi.application"
+
+# Benchmark senders go far beyond a human's pace; the limiter is not what is measured.
+CHAT_RATE_LIMIT_MESSAGES = int(os.environ.get("CHAT_RATE_LIMIT_MESSAGES", "0"))
+NOTIFICATIONS_PUSH_BACKEND = os.environ.get(
+    "NOTIFICATIONS_PUSH_BACKEND", "bench.pushes.RecordingDelayedPushBackend"
+)
+NOTIFICATIONS_PUSH_DELAY_SECONDS = float(os.environ.get("NOTIFICATIONS_PUSH_DELAY_SECONDS", "0.5"))
+
+# An experiment knob, off by default: the GIL switch interval of the server processes (5 ms
+# by default), to test how much of the latency is threads waiting for the GIL.
+if os.environ.get("BENCH_SWITCH_INTERVAL"):
+    import sys
+
+    sys.setswitchinterval(float(os.environ["BENCH_SWITCH_INTERVAL"]))
+
+# Experiment knob, off by default: keep SQLite connections open across frames. The project
+# sets CONN_MAX_AGE=0 for SQLite, so every database_sync_to_async call closes the connection
+# (the last close of a WAL database checkpoints it) and the next one reopens it.
+if os.environ.get("BENCH_SQLITE_PERSISTENT") and DATABASES["default"]["ENGINE"].endswith("sqlite3"):  # noqa: F405
+    DATABASES["default"]["CONN_MAX_AGE"] = None  # noqa: F405

@@ -1,0 +1,192 @@
+"""The stack under test: Redis, the database, daphne and the push worker, as real processes.
+
+Redis is the embedded server (chatproject.embedded_redis) unless REDIS_URL is set; every key
+then lives under a fresh REDIS_KEY_PREFIX. The database is a new SQLite file under
+bench/results/ or a new PostgreSQL database `bench` (`--database postgres`). Every child is
+killed on exit, whatever ends the run.
+"""
+
+import atexit
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import psutil
+import redis
+
+from chatproject.embedded_redis import redis_url_from_environment
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+POSTGRES_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+POSTGRES_BENCH_URL = "postgresql://postgres@127.0.0.1:5432/bench"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Stack:
+    def __init__(self, *, database: str, push_delay: float, logs: Path) -> None:
+        self.database = database
+        self.push_delay = push_delay
+        self.logs = logs
+        self.port = free_port()
+        self.prefix = f"bench-{uuid.uuid4().hex[:8]}"
+        self.children: list[subprocess.Popen[bytes]] = []
+        self.daphne: subprocess.Popen[bytes] | None = None
+        self.worker: subprocess.Popen[bytes] | None = None
+        self.redis_url = ""
+        self.redis_given = False
+        self.env: dict[str, str] = {}
+        atexit.register(self.stop)
+
+    # --- start ------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.logs.mkdir(parents=True, exist_ok=True)
+        self.redis_given = bool(os.environ.get("REDIS_URL"))
+        self.redis_url = redis_url_from_environment()  # embedded unless REDIS_URL is set
+        self.env = {
+            **os.environ,
+            "REDIS_URL": self.redis_url,
+            "REDIS_KEY_PREFIX": self.prefix,
+            "DATABASE_URL": self._database_url(),
+            "DJANGO_SETTINGS_MODULE": "bench.settings",
+            "DJANGO_DEBUG": "0",  # DEBUG keeps every query in memory: not what production runs
+            "LOG_LEVEL": "WARNING",
+            "CHAT_RATE_LIMIT_MESSAGES": "0",
+            "NOTIFICATIONS_PUSH_BACKEND": "bench.pushes.RecordingDelayedPushBackend",
+            "NOTIFICATIONS_PUSH_DELAY_SECONDS": str(self.push_delay),
+            "PYTHONPATH": str(ROOT),
+        }
+        self._run([sys.executable, "manage.py", "migrate", "--noinput"], "migrate")
+
+    def _database_url(self) -> str:
+        if self.database == "postgres":
+            import psycopg
+
+            with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as conn:
+                conn.execute("DROP DATABASE IF EXISTS bench WITH (FORCE)")
+                conn.execute("CREATE DATABASE bench")
+            return POSTGRES_BENCH_URL
+        path = self.logs / "bench.sqlite3"
+        for stale in self.logs.glob("bench.sqlite3*"):
+            stale.unlink()
+        return f"sqlite:///{path}"
+
+    def seed(self, plan: dict[str, Any]) -> dict[str, Any]:
+        out = self._run([sys.executable, "-m", "bench.seed"], "seed", stdin=json.dumps(plan))
+        result: dict[str, Any] = json.loads(out)
+        return result
+
+    def serve(self) -> None:
+        self.daphne = self._spawn(
+            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port)]
+            + ["bench.asgi:application"],
+            "daphne",
+        )
+        self.worker = self._spawn([sys.executable, "manage.py", "run_push_worker"], "worker")
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.daphne.poll() is not None:
+                raise RuntimeError(f"daphne exited; see {self.logs / 'daphne.log'}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                    return
+            except OSError:
+                time.sleep(0.2)
+        raise RuntimeError("daphne did not listen within 60 s")
+
+    def _run(self, command: list[str], name: str, stdin: str | None = None) -> str:
+        done = subprocess.run(
+            command,
+            cwd=ROOT,
+            env=self.env,
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        (self.logs / f"{name}.log").write_text(done.stderr)
+        if done.returncode != 0:
+            raise RuntimeError(f"{name} failed ({done.returncode}): {done.stderr[-2000:]}")
+        return done.stdout
+
+    def _spawn(self, command: list[str], name: str) -> subprocess.Popen[bytes]:
+        log = open(self.logs / f"{name}.log", "wb")  # noqa: SIM115 - lives as long as the child
+        child = subprocess.Popen(
+            command, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT
+        )
+        self.children.append(child)
+        return child
+
+    # --- observe ----------------------------------------------------------------------
+
+    def redis(self) -> redis.Redis:
+        return redis.Redis.from_url(self.redis_url, decode_responses=True)
+
+    def command_stats(self) -> dict[str, int]:
+        """Redis calls by command so far (INFO commandstats)."""
+        info = self.redis().info("commandstats")
+        return {name.removeprefix("cmdstat_"): int(v["calls"]) for name, v in info.items()}
+
+    def pushed(self) -> list[tuple[int, int]]:
+        """(send ns, push finished ns) of every product push the worker has finished."""
+        rows = self.redis().lrange(f"{self.prefix}:bench:pushed", 0, -1)
+        return [(int(a), int(b)) for a, b in (row.split() for row in rows)]
+
+    def rss(self) -> dict[str, int]:
+        out = {}
+        for name, child in (("daphne", self.daphne), ("worker", self.worker)):
+            if child is not None and child.poll() is None:
+                out[name] = psutil.Process(child.pid).memory_info().rss
+        return out
+
+    # --- stop -------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        for child in self.children:
+            if child.poll() is None:
+                child.terminate()
+        for child in self.children:
+            try:
+                child.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
+        self.children.clear()
+
+
+class RssSampler:
+    """Samples the server processes' RSS every `every` seconds in a background thread."""
+
+    def __init__(self, stack: Stack, every: float = 0.5) -> None:
+        self.stack = stack
+        self.every = every
+        self.samples: list[tuple[int, dict[str, int]]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="rss", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every):
+            try:
+                self.samples.append((time.perf_counter_ns(), self.stack.rss()))
+            except psutil.Error:
+                continue
