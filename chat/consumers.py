@@ -20,15 +20,12 @@ from chat import services
 from chat.app_settings import app_settings
 from chat.errors import BadRequest, ChatError, TooLarge
 from chat.events import room_group, user_group
-from chat.selectors import iso_utc
+from chat.selectors import MAX_ID, iso_utc
 from chat.unread import unread_counts
 
 logger = logging.getLogger(__name__)
 
 Frame = dict[str, Any]
-
-
-MAX_ID = 2**63 - 1  # the database's bigint
 
 
 def _int_field(frame: Frame, name: str) -> int:

@@ -13,8 +13,13 @@ def iso_utc(moment: datetime) -> str:
     return moment.isoformat().replace("+00:00", "Z")
 
 
+MAX_ID = 2**63 - 1  # ids are bigints; a larger one would overflow the database driver
+
+
 def membership_for(*, user_id: int, room_id: int) -> Membership:
     """The user's membership of the room, or the protocol's refusal."""
+    if not 0 < room_id <= MAX_ID:
+        raise NotFound(f"room {room_id} does not exist")
     membership = Membership.objects.filter(user_id=user_id, room_id=room_id).first()
     if membership is not None:
         return membership

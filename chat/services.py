@@ -18,6 +18,7 @@ from chat.errors import BadRequest, NotFound, RateLimited, TooLarge
 from chat.events import MessageCreated, RoomRead
 from chat.models import Membership, Message
 from chat.selectors import (
+    MAX_ID,
     iso_utc,
     latest_message_id,
     member_ids,
@@ -143,7 +144,10 @@ def room_unview(*, user_id: int, room_id: int, channel_name: str) -> None:
 def room_mark_read(*, user_id: int, room_id: int, message_id: int) -> None:
     """Move the read pointer forward to `message_id` (never backwards)."""
     membership = membership_for(user_id=user_id, room_id=room_id)
-    if not Message.objects.filter(pk=message_id, room_id=room_id).exists():
+    if (
+        not 0 < message_id <= MAX_ID
+        or not Message.objects.filter(pk=message_id, room_id=room_id).exists()
+    ):
         raise NotFound(f"message {message_id} is not in room {room_id}")
     _move_read_pointer(membership, message_id)
 

@@ -276,9 +276,10 @@ def test_send_to_a_room_of_others_is_403(client: Client) -> None:
 
 
 @pytest.mark.django_db
-def test_send_to_an_unknown_room_is_404(client: Client) -> None:
+@pytest.mark.parametrize("room_id", [999_999, 2**64])  # the second overflows a bigint
+def test_send_to_an_unknown_room_is_404(client: Client, room_id: int) -> None:
     alice = make_user("alice")
-    assert_error(send(client, 999_999, token_for(alice), "anyone?", "c1"), 404, "not_found")
+    assert_error(send(client, room_id, token_for(alice), "anyone?", "c1"), 404, "not_found")
     assert not Message.objects.exists()
 
 
