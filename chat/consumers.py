@@ -16,7 +16,7 @@ from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
-from chat import services
+from chat import presence, services
 from chat.app_settings import app_settings
 from chat.errors import BadRequest, ChatError, TooLarge
 from chat.events import room_group, user_group
@@ -84,7 +84,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         for room_id in list(self.viewing):
             await self.channel_layer.group_discard(room_group(room_id), self.channel_name)
         if self.viewing:
-            await sync_to_async(services.presence.viewing_remove, thread_sensitive=False)(
+            await sync_to_async(presence.viewing_remove, thread_sensitive=False)(
                 room_ids=list(self.viewing), user_id=self.user_id, channel_name=self.channel_name
             )
 
@@ -218,7 +218,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             if not self.viewing:
                 continue
             try:
-                await sync_to_async(services.presence.viewing_add, thread_sensitive=False)(
+                await sync_to_async(presence.viewing_add, thread_sensitive=False)(
                     room_ids=list(self.viewing),
                     user_id=self.user_id,
                     channel_name=self.channel_name,
