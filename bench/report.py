@@ -30,6 +30,15 @@ def mib(value: float) -> str:
 
 _IDLE = ("_worker (concurrent/futures/thread.py:81)", "EpollSelector.select (selectors.py")
 _PLUMBING = (
+    "channels/routing.py",
+    "channels/middleware.py",
+    "channels/auth.py",
+    "channels/sessions.py",
+    "channels/security",
+    "chat/middleware.py",
+    "channels/utils.py",
+    "AsyncConsumer.__call__",
+    "as_asgi",
     "threading.py",
     "concurrent/futures",
     "asgiref/sync.py",
@@ -53,6 +62,7 @@ def pyspy_threads(path: Path, limit: int = 8) -> list[dict[str, Any]]:
     totals: Counter[str] = Counter()
     busy: Counter[str] = Counter()
     inclusive: dict[str, Counter[str]] = {}
+    leaves: dict[str, Counter[str]] = {}
     for line in path.read_text().splitlines():
         stack, _, count_text = line.rpartition(" ")
         if not stack or not count_text.isdigit():
@@ -65,6 +75,7 @@ def pyspy_threads(path: Path, limit: int = 8) -> list[dict[str, Any]]:
             continue
         busy[thread] += count
         seen = {frame.rsplit(":", 1)[0] for frame in frames[1:]}
+        leaves.setdefault(thread, Counter())[frames[-1].rsplit(":", 1)[0] + ")"] += count
         counter = inclusive.setdefault(thread, Counter())
         for frame in seen:
             if not any(part in frame for part in _PLUMBING):
@@ -77,6 +88,10 @@ def pyspy_threads(path: Path, limit: int = 8) -> list[dict[str, Any]]:
                 "thread": thread,
                 "busy": 100 * busy[thread] / total,
                 "top": [(frame + ")", 100 * n / total) for frame, n in top],
+                "self": [
+                    (frame, 100 * n / total)
+                    for frame, n in leaves.get(thread, Counter()).most_common(5)
+                ],
             }
         )
     return out

@@ -307,7 +307,13 @@ def hotpath_lines(
             ]
             for thread in report.pyspy_threads(Path(path)):
                 lines += [f"- **{thread['thread']}**: busy {thread['busy']:.0f} %"]
+                if thread["busy"] < 1:
+                    continue
                 lines += [f"  - {pct:.1f} % `{frame[:120]}`" for frame, pct in thread["top"]]
+                lines += [
+                    "  - self time: "
+                    + ", ".join(f"`{frame[:80]}` {pct:.1f} %" for frame, pct in thread["self"])
+                ]
         elif path:
             lines += ["", f"py-spy did not produce a profile during {what}: {path}"]
     return lines
