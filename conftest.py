@@ -2,6 +2,7 @@
 
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from django.conf import settings
@@ -18,6 +19,15 @@ def pytest_configure(config: pytest.Config) -> None:
     # Consumers' ORM threads would otherwise hold PostgreSQL connections past the test
     # database's teardown.
     settings.DATABASES["default"]["CONN_MAX_AGE"] = 0
+    if settings.DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+        # A file, as in production, not Django's shared-cache memory database: receiver lanes
+        # read while the ORM thread writes, and shared cache answers that with "table is
+        # locked" at once where a WAL file lets both proceed.
+        run_dir = Path(settings.BASE_DIR) / ".run"
+        run_dir.mkdir(exist_ok=True)
+        settings.DATABASES["default"].setdefault("TEST", {})["NAME"] = str(
+            run_dir / f"{prefix}.sqlite3"
+        )
     # Real hashing costs ~0.3 s a user; tests create hundreds.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
@@ -25,10 +35,20 @@ def pytest_configure(config: pytest.Config) -> None:
 @pytest.fixture(autouse=True)
 def _clean_redis() -> Iterator[None]:
     """Each test starts with no keys of this run's prefix."""
+    from chatproject import lanes
     from chatproject.redis_client import redis_connection
 
     yield
+    # Let events of this test finish before its database and keys go away.
+    assert lanes.flush(10), "receiver lanes did not drain"
     redis = redis_connection()
     keys = list(redis.scan_iter(match=f"{settings.REDIS_KEY_PREFIX}:*", count=1000))
     for start in range(0, len(keys), 500):
         redis.delete(*keys[start : start + 500])
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    # Django removes the test database file but not SQLite's WAL companions.
+    prefix = settings.REDIS_KEY_PREFIX
+    for leftover in (Path(settings.BASE_DIR) / ".run").glob(f"{prefix}.sqlite3*"):
+        leftover.unlink(missing_ok=True)

@@ -9,14 +9,16 @@ from badges import services
 from chat.events import MessageCreated, RoomRead
 from chat.models import Membership, Message
 from chat.selectors import member_ids
+from chatproject.lanes import on_lane
 from chatproject.metrics import instrumented_receiver
 
 
-@instrumented_receiver("badges.message_created")
+@on_lane("badges.message_created")
 def on_message_created(sender: Any, event: MessageCreated, **kwargs: Any) -> None:
     services.badges_apply_message(event)
 
 
+# Inline, not on a lane: the join-room and mark-read replies that follow must show its result.
 @instrumented_receiver("badges.room_read")
 def on_room_read(sender: Any, event: RoomRead, **kwargs: Any) -> None:
     services.badges_apply_read(event)

@@ -23,7 +23,7 @@ def main() -> None:
     from pyinstrument import Profiler
 
     from chat import services
-    from chatproject import fanout
+    from chatproject import lanes
 
     room_id, sender_id, count, out_dir = (
         int(sys.argv[1]),
@@ -41,12 +41,12 @@ def main() -> None:
         )
 
     send(-1)  # warm: the first message of each member rebuilds their counters from the database
-    fanout.flush()
+    lanes.flush()
     started = time.perf_counter()
     for i in range(count):
         send(count + i)
     unprofiled = time.perf_counter() - started
-    fanout.flush()
+    lanes.flush()
     per_message = []
     shapes: Counter[str] = Counter()
     profiler = Profiler(interval=0.0002)
@@ -60,7 +60,7 @@ def main() -> None:
             shapes[query["sql"].split(" WHERE ")[0][:90]] += 1
     profiler.stop()
     elapsed = time.perf_counter() - started
-    fanout.flush()
+    lanes.flush()
     (out_dir / "hotpath-pyinstrument.txt").write_text(
         profiler.output_text(unicode=False, color=False, show_all=False)
     )

@@ -196,6 +196,15 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
 
     # --- channel-layer events -----------------------------------------------------------
 
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        # channels closes stale database connections before every handler, a hop to the ORM
+        # thread; forwarding frames touches no database, and a 1,000-member fan-out would
+        # otherwise queue 1,000 such hops behind everyone's database work.
+        if message["type"] == "chat.frames":
+            await self.chat_frames(message)
+        else:
+            await super().dispatch(message)
+
     async def chat_frames(self, event: dict[str, Any]) -> None:
         """Forward frames to the client, dropping badge updates older than what it has."""
         for frame in event["frames"]:

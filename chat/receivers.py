@@ -6,7 +6,7 @@ from chat import services
 from chat.events import MessageCreated, frames_message, message_frame, room_group
 from chat.models import Message
 from chatproject import fanout
-from chatproject.metrics import instrumented_receiver
+from chatproject.lanes import on_lane
 
 
 def message_saved(sender: type[Message], instance: Message, created: bool, **kwargs: Any) -> None:
@@ -15,7 +15,7 @@ def message_saved(sender: type[Message], instance: Message, created: bool, **kwa
         services.message_after_insert(instance)
 
 
-@instrumented_receiver("chat.broadcast_chat_message")
+@on_lane("chat.broadcast_chat_message")
 def broadcast_chat_message(sender: Any, event: MessageCreated, **kwargs: Any) -> None:
     """`chat-message` to every connection viewing the room, the sender's included."""
     frame = {"type": "chat-message", "roomId": event["room_id"], "message": message_frame(event)}

@@ -3,12 +3,12 @@
 from typing import Any
 
 from chat.events import MessageCreated
-from chatproject.metrics import instrumented_receiver
+from chatproject.lanes import on_lane
 from notifications.events import PushJob
 from notifications.queue import push_enqueue
 
 
-@instrumented_receiver("notifications.message_created")
+@on_lane("notifications.message_created")
 def on_message_created(sender: Any, event: MessageCreated, **kwargs: Any) -> None:
     skip = {event["sender_id"], *event["viewer_ids"]}
     recipients = [user_id for user_id in event["member_ids"] if user_id not in skip]

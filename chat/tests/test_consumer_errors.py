@@ -21,7 +21,7 @@ from django.utils import timezone
 
 from chat.models import AuthToken, Membership, Message, Room
 from chat.tests.helpers import Client, connect, connect_user, make_room, make_user, token_for
-from chatproject import fanout
+from chatproject import lanes
 from chatproject.asgi import application
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -50,7 +50,7 @@ def _build_world() -> World:
     message = Message.objects.create(room=general, sender=bob, body="hello", client_message_id="b1")
     elsewhere = Message.objects.create(room=other, sender=bob, body="alone", client_message_id="b2")
     # Their frames must not reach the connections a test opens next.
-    assert fanout.flush()
+    assert lanes.flush()
     return World(alice, bob, carol, general, other, message.pk, elsewhere.pk)
 
 

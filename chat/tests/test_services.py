@@ -6,13 +6,14 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from badges.services import badges_state
+from badges.services import badges_apply_message, badges_state
 from chat.errors import BadRequest
+from chat.events import MessageCreated
 from chat.models import Membership, Message
 from chat.services import message_send, room_mark_read
 from chat.signals import message_created
 from chat.tests.helpers import make_room, make_user
-from chatproject import fanout
+from chatproject import lanes
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -29,13 +30,34 @@ def test_sending_a_message_costs_the_same_queries_whatever_the_room_size(members
         badges_state(user_id=user.pk, room_ids=[room.pk])
     with CaptureQueriesContext(connection) as queries:
         message_send(sender_id=users[0].pk, room_id=room.pk, body="hi", client_message_id="c1")
-    # idempotency lookup, membership, insert, member ids (+ SQLite's BEGIN/COMMIT markers):
-    # the badge and push receivers add none.
+    # idempotency lookup, membership, insert, member ids (+ SQLite's BEGIN/COMMIT markers);
+    # the receivers run on their lanes after the commit (pinned below).
     statements = [
         q["sql"] for q in queries.captured_queries if not q["sql"].startswith(("BEGIN", "COMMIT"))
     ]
     assert len(statements) == 4, statements
-    assert fanout.flush(5)
+    assert lanes.flush(5)
+
+
+def test_badging_a_message_needs_no_query_once_counters_are_loaded() -> None:
+    users, room = _room_of(3)
+    for user in users:
+        badges_state(user_id=user.pk, room_ids=[room.pk])
+    event = MessageCreated(
+        message_id=1,
+        room_id=room.pk,
+        sender_id=users[0].pk,
+        body="hi",
+        created_at="2026-01-01T00:00:00Z",
+        member_ids=[u.pk for u in users],
+        viewer_ids=[],
+        committed_at=0.0,
+    )
+    with CaptureQueriesContext(connection) as queries:
+        badges_apply_message(event)
+    assert queries.captured_queries == []
+    assert badges_state(user_id=users[1].pk, room_ids=[room.pk]).rooms[room.pk] == 1
+    assert lanes.flush(5)
 
 
 def test_a_repeated_client_message_id_saves_and_announces_nothing() -> None:
