@@ -1,33 +1,57 @@
-"""The channels-redis pub/sub layer, plus one pipelined fan-out call.
+"""The channels-redis pub/sub layer, plus a synchronous, pipelined fan-out.
 
-The stock layer publishes one group message per round trip under a per-shard lock, so a
-message to a 1,000-member room costs 1,000 sequential round trips. `group_send_many` sends a
-whole fan-out as one pipeline per shard: same wire format, same subscribers, one round trip.
-It leans on `RedisPubSubLoopLayer` internals (`_get_group_channel_name`, `_get_shard`,
-the shard's `_lock` and `_redis`), which is why channels-redis is pinned in requirements.txt;
-tests/test_channel_layer.py catches a change there.
+Consumers receive through the stock layer. Frames are published from synchronous code (the
+receiver lanes, an inline receiver in the ORM thread), so `publish_to_groups` publishes with
+redis-py's sync client: no hop to an event loop, and a whole fan-out goes out as one
+pipeline per shard, where the stock `group_send` costs one round trip per group under a lock.
+It must match the layer's wire format: the same serializer (the layer's own `serialize`),
+the same group channel name (`{prefix}__group__{group}`) and the same shard choice
+(`_consistent_hash`); channels-redis is pinned in requirements.txt for that, and
+chat/tests/test_fanout.py checks a consumer receives what this publishes.
 """
 
+import threading
 from collections import defaultdict
 from typing import Any
 
+import redis
 from channels_redis.pubsub import RedisPubSubChannelLayer
+from channels_redis.utils import _consistent_hash, decode_hosts
 
 
 class PipelinedPubSubChannelLayer(RedisPubSubChannelLayer):
-    async def group_send_many(self, sends: list[tuple[str, dict[str, Any]]]) -> None:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._prefix = kwargs.get("prefix", "asgi")
+        self._hosts = decode_hosts(kwargs.get("hosts"))
+        self._sync_clients: list[redis.Redis] | None = None
+        self._sync_lock = threading.Lock()
+
+    def publish_to_groups(self, sends: list[tuple[str, dict[str, Any]]]) -> None:
         """Publish each (group, message) pair; one Redis round trip per shard."""
-        layer = self._get_layer()
-        by_shard: dict[Any, list[tuple[str, bytes]]] = defaultdict(list)
+        clients = self._clients()
+        by_shard: dict[int, list[tuple[str, bytes]]] = defaultdict(list)
         for group, message in sends:
-            group_channel = layer._get_group_channel_name(group)
-            by_shard[layer._get_shard(group_channel)].append(
-                (group_channel, self.serialize(message))
+            channel = f"{self._prefix}__group__{group}"
+            by_shard[_consistent_hash(channel, len(clients))].append(
+                (channel, self.serialize(message))
             )
         for shard, publishes in by_shard.items():
-            async with shard._lock:
-                shard._ensure_redis()
-                pipe = shard._redis.pipeline(transaction=False)
-                for group_channel, payload in publishes:
-                    pipe.publish(group_channel, payload)
-                await pipe.execute()
+            pipe = clients[shard].pipeline(transaction=False)
+            for channel, payload in publishes:
+                pipe.publish(channel, payload)
+            pipe.execute()
+
+    def _clients(self) -> list[redis.Redis]:
+        with self._sync_lock:
+            if self._sync_clients is None:
+                self._sync_clients = [_sync_client(host) for host in self._hosts]
+            return self._sync_clients
+
+
+def _sync_client(host: dict[str, Any]) -> redis.Redis:
+    options = dict(host)
+    address = options.pop("address", None)
+    if address is not None:
+        return redis.Redis.from_url(address, **options)
+    return redis.Redis(**options)
