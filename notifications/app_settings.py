@@ -20,7 +20,7 @@ class _NotificationsSettings:
     @property
     def WORKER_CONCURRENCY(self) -> int:  # noqa: N802
         """Push jobs in flight at once per worker: bounds memory and the backend's load."""
-        return int(getattr(settings, "NOTIFICATIONS_WORKER_CONCURRENCY", 50))
+        return int(getattr(settings, "NOTIFICATIONS_WORKER_CONCURRENCY", 200))
 
     @property
     def PUSH_TIMEOUT_SECONDS(self) -> float:  # noqa: N802
