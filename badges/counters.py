@@ -230,8 +230,23 @@ def apply_read(*, user_id: int, room_id: int, read_upto: int, cap: int) -> Badge
     ]
 
 
+def load_users(truths: dict[int, list[RoomTruth]], *, cap: int) -> None:
+    """Merge the database's view of these users into Redis, in one pipeline."""
+    pipe = redis_connection().pipeline(transaction=False)
+    for user_id, rooms in truths.items():
+        keys, args = _load_arguments(user_id, rooms, cap)
+        _script(_LOAD)(keys=keys, args=args, client=pipe)
+    pipe.execute()
+
+
 def load_user(*, user_id: int, rooms: list[RoomTruth], cap: int) -> tuple[int, int]:
     """Merge the database's view of a user into Redis; returns (total, version)."""
+    keys, args = _load_arguments(user_id, rooms, cap)
+    total, version = _script(_LOAD)(keys=keys, args=args)
+    return int(total), int(version)
+
+
+def _load_arguments(user_id: int, rooms: list[RoomTruth], cap: int) -> tuple[list[str], list[int]]:
     keys = [_user_key(user_id)]
     args: list[int] = [cap]
     for room in rooms:
@@ -242,19 +257,28 @@ def load_user(*, user_id: int, rooms: list[RoomTruth], cap: int) -> tuple[int, i
         floor = (min(kept) - 1) if trimmed > 0 and kept else 0
         keys.append(_room_key(user_id, room.room_id))
         args += [room.room_id, room.pointer, trimmed if floor else 0, floor, len(kept), *kept]
-    total, version = _script(_LOAD)(keys=keys, args=args)
-    return int(total), int(version)
+    return keys, args
 
 
 def user_state(*, user_id: int, room_ids: list[int]) -> UserState | None:
     """The user's counts, or None when Redis does not hold them."""
-    keys = [_user_key(user_id), *(_room_key(user_id, room_id) for room_id in room_ids)]
-    flat = _script(_STATE)(keys=keys, args=room_ids)
-    if not flat[0]:
-        return None
-    return UserState(
-        total=flat[1], version=flat[2], rooms=dict(zip(room_ids, flat[3:], strict=True))
-    )
+    return user_states({user_id: room_ids})[user_id]
+
+
+def user_states(rooms_of_users: dict[int, list[int]]) -> dict[int, UserState | None]:
+    """`user_state` for several users in one pipeline."""
+    pipe = redis_connection().pipeline(transaction=False)
+    for user_id, room_ids in rooms_of_users.items():
+        keys = [_user_key(user_id), *(_room_key(user_id, room_id) for room_id in room_ids)]
+        _script(_STATE)(keys=keys, args=room_ids, client=pipe)
+    states: dict[int, UserState | None] = {}
+    for (user_id, room_ids), flat in zip(rooms_of_users.items(), pipe.execute(), strict=True):
+        states[user_id] = (
+            UserState(flat[1], flat[2], dict(zip(room_ids, flat[3:], strict=True)))
+            if flat[0]
+            else None
+        )
+    return states
 
 
 def forget_users(user_ids: list[int]) -> None:

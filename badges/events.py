@@ -20,19 +20,6 @@ class ChatRoomUpdated(TypedDict):
     unreadCount: int
 
 
-class RoomUnread(TypedDict):
-    roomId: int
-    unreadCount: int
-    lastMessageId: int
-
-
-class UnreadState(TypedDict):
-    type: Literal["unread-state"]
-    totalUnreadCount: int
-    version: int
-    rooms: list[RoomUnread]
-
-
 def total_unread_count_updated(
     *, total: int, room_id: int, room_count: int, version: int
 ) -> TotalUnreadCountUpdated:

@@ -10,7 +10,7 @@ from badges import counters
 from badges.app_settings import app_settings
 from badges.counters import Badge, Status, UserState
 from badges.events import ChatRoomUpdated, total_unread_count_updated
-from badges.selectors import room_truths
+from badges.selectors import room_truths_for_users
 from chat.events import MessageCreated, RoomRead, frames_message, message_frame, user_group
 from chatproject import fanout
 from chatproject.metrics import COUNTERS_REBUILT
@@ -18,15 +18,24 @@ from chatproject.metrics import COUNTERS_REBUILT
 logger = logging.getLogger(__name__)
 
 
+def badges_rebuild_users(user_ids: list[int], *, reason: str) -> dict[int, UserState]:
+    """Load users' counts from the database into Redis (a few queries and one pipeline for
+    any number of users) and return them."""
+    truths = room_truths_for_users(user_ids, cap=app_settings.MAX_TRACKED_UNREAD)
+    counters.load_users(truths, cap=app_settings.MAX_TRACKED_UNREAD)
+    COUNTERS_REBUILT.labels(reason).inc(len(user_ids))
+    states = counters.user_states(
+        {user_id: [room.room_id for room in rooms] for user_id, rooms in truths.items()}
+    )
+    # A user forgotten again in between reads as empty; the next read rebuilds it.
+    return {
+        user_id: state or UserState(total=0, version=0, rooms={})
+        for user_id, state in states.items()
+    }
+
+
 def badges_rebuild_user(*, user_id: int, reason: str) -> UserState:
-    """Load one user's counts from the database into Redis and return them."""
-    rooms = room_truths(user_id, cap=app_settings.MAX_TRACKED_UNREAD)
-    counters.load_user(user_id=user_id, rooms=rooms, cap=app_settings.MAX_TRACKED_UNREAD)
-    COUNTERS_REBUILT.labels(reason).inc()
-    state = counters.user_state(user_id=user_id, room_ids=[room.room_id for room in rooms])
-    if state is None:  # forgotten again between the two calls: the next read rebuilds it
-        return UserState(total=0, version=0, rooms={})
-    return state
+    return badges_rebuild_users([user_id], reason=reason)[user_id]
 
 
 def badges_state(*, user_id: int, room_ids: list[int]) -> UserState:
@@ -42,9 +51,12 @@ def badges_state(*, user_id: int, room_ids: list[int]) -> UserState:
     )
 
 
-def _rebuilt_badge(user_id: int, room_id: int) -> Badge:
-    state = badges_rebuild_user(user_id=user_id, reason="missing")
-    return Badge(Status.CHANGED, state.rooms.get(room_id, 0), state.total, state.version)
+def _rebuilt_badges(user_ids: list[int], room_id: int) -> dict[int, Badge]:
+    states = badges_rebuild_users(user_ids, reason="missing") if user_ids else {}
+    return {
+        user_id: Badge(Status.CHANGED, state.rooms.get(room_id, 0), state.total, state.version)
+        for user_id, state in states.items()
+    }
 
 
 def badges_apply_message(event: MessageCreated) -> None:
@@ -61,11 +73,11 @@ def badges_apply_message(event: MessageCreated) -> None:
         modes=modes,
         cap=app_settings.MAX_TRACKED_UNREAD,
     )
+    missing = [user_id for user_id, badge in badges.items() if badge.status is Status.MISSING]
+    badges.update(_rebuilt_badges(missing, room_id))
     last_message = message_frame(event)
     sends = []
     for user_id, badge in badges.items():
-        if badge.status is Status.MISSING:
-            badge = _rebuilt_badge(user_id, room_id)
         room_updated: ChatRoomUpdated = {
             "type": "chat-room-updated",
             "roomId": room_id,
@@ -89,7 +101,7 @@ def badges_apply_read(event: RoomRead) -> Badge:
         cap=app_settings.MAX_TRACKED_UNREAD,
     )
     if badge.status is Status.MISSING:
-        badge = _rebuilt_badge(user_id, room_id)
+        badge = _rebuilt_badges([user_id], room_id)[user_id]
     if badge.status is Status.CHANGED:
         fanout.publish([(user_group(user_id), frames_message(_total_frame(badge, room_id)))])
     return badge

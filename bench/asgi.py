@@ -18,11 +18,6 @@ from bench.baseline import BaselineConsumer  # noqa: E402
 from chat.middleware import ChatAuthMiddlewareStack, origin_checked  # noqa: E402
 from chat.routing import websocket_urlpatterns  # noqa: E402
 
-if os.environ.get("BENCH_FAST_FRAMES"):  # an experiment, see bench/experiments.py
-    from bench.experiments import FastFramesChatConsumer
-
-    websocket_urlpatterns = [path("ws/chat/", FastFramesChatConsumer.as_asgi())]
-
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,

@@ -23,9 +23,3 @@ if os.environ.get("BENCH_SWITCH_INTERVAL"):
     import sys
 
     sys.setswitchinterval(float(os.environ["BENCH_SWITCH_INTERVAL"]))
-
-# Experiment knob, off by default: keep SQLite connections open across frames. The project
-# sets CONN_MAX_AGE=0 for SQLite, so every database_sync_to_async call closes the connection
-# (the last close of a WAL database checkpoints it) and the next one reopens it.
-if os.environ.get("BENCH_SQLITE_PERSISTENT") and DATABASES["default"]["ENGINE"].endswith("sqlite3"):  # noqa: F405
-    DATABASES["default"]["CONN_MAX_AGE"] = None  # noqa: F405

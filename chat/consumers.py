@@ -16,12 +16,11 @@ from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
-from chat import presence, services
+from chat import presence, services, unread
 from chat.app_settings import app_settings
 from chat.errors import BadRequest, ChatError, TooLarge
 from chat.events import room_group, user_group
 from chat.selectors import MAX_ID, iso_utc
-from chat.unread import unread_counts
 
 logger = logging.getLogger(__name__)
 
@@ -70,7 +69,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         # updates older than the snapshot are dropped by version in `chat_frames`.
         await self.channel_layer.group_add(user_group(self.user_id), self.channel_name)
         await self.accept()
-        snapshot = await database_sync_to_async(unread_counts().unread_state)(self.user_id)
+        snapshot = await database_sync_to_async(unread.unread_state)(self.user_id)
         self.last_version = max(self.last_version, snapshot["version"])
         await self.send_json(snapshot)
         self.presence_task = asyncio.create_task(self._keep_presence())
@@ -128,7 +127,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
                 await self.channel_layer.group_discard(room_group(room_id), self.channel_name)
             raise
         self.viewing.add(room_id)
-        badge = await database_sync_to_async(unread_counts().room_badge)(self.user_id, room_id)
+        badge = await database_sync_to_async(unread.room_badge)(self.user_id, room_id)
         await self.send_json(
             {
                 "type": "joined-room",
@@ -171,7 +170,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         await database_sync_to_async(services.room_mark_read)(
             user_id=self.user_id, room_id=room_id, message_id=message_id
         )
-        badge = await database_sync_to_async(unread_counts().room_badge)(self.user_id, room_id)
+        badge = await database_sync_to_async(unread.room_badge)(self.user_id, room_id)
         self.last_version = max(self.last_version, badge.version)
         await self.send_json(
             {

@@ -56,6 +56,19 @@ class MessageSentFrame(TypedDict):
     createdAt: str
 
 
+class RoomUnread(TypedDict):
+    roomId: int
+    unreadCount: int
+    lastMessageId: int
+
+
+class UnreadStateFrame(TypedDict):
+    type: Literal["unread-state"]
+    totalUnreadCount: int
+    version: int
+    rooms: list[RoomUnread]
+
+
 class ErrorFrame(TypedDict):
     type: Literal["error"]
     code: str

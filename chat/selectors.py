@@ -1,10 +1,12 @@
 """Reads of the chat app."""
 
 from datetime import datetime
+from typing import TypedDict
 
 from django.db.models import Max
 
 from chat.errors import NotAMember, NotFound
+from chat.events import MessageFrame
 from chat.models import Membership, Message, Room
 
 
@@ -41,7 +43,7 @@ def message_by_client_id(*, sender_id: int, client_message_id: str) -> Message |
     return Message.objects.filter(sender_id=sender_id, client_message_id=client_message_id).first()
 
 
-def message_dict(message: Message) -> dict[str, object]:
+def message_dict(message: Message) -> MessageFrame:
     """A message as the protocol shows it (`chat-message`, `lastMessage`)."""
     return {
         "id": message.pk,
@@ -51,7 +53,14 @@ def message_dict(message: Message) -> dict[str, object]:
     }
 
 
-def rooms_of(user_id: int) -> list[dict[str, object]]:
+class RoomSummary(TypedDict):
+    id: int
+    name: str
+    lastMessageId: int
+    lastMessage: MessageFrame | None
+
+
+def rooms_of(user_id: int) -> list[RoomSummary]:
     """The user's rooms with their last message, in room order (two queries)."""
     memberships = list(
         Membership.objects.filter(user_id=user_id)

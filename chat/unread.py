@@ -1,17 +1,37 @@
 """What chat needs to know about unread counts, without knowing who keeps them.
 
-The consumer and the HTTP views show counts (the snapshot, `joined-room`, `GET /api/rooms`);
-`settings.CHAT_UNREAD_COUNTS` names the class that provides them (the badges app's Redis
-counters by default). chat imports nothing of badges: badges plugs in here and listens to
-chat's signals.
+The consumer and the HTTP views show counts (the snapshot, `joined-room`, `mark-read`,
+`GET /api/rooms`); `settings.CHAT_UNREAD_COUNTS` names the class that provides them (the
+badges app's Redis counters by default). chat imports nothing of badges: badges plugs in here
+and listens to chat's signals.
 """
 
 from functools import cache
-from typing import Any, NamedTuple, Protocol
+from typing import NamedTuple, Protocol
 
 from django.utils.module_loading import import_string
 
 from chat.app_settings import app_settings
+from chat.events import UnreadStateFrame
+from chat.selectors import rooms_of
+
+
+class Counts(NamedTuple):
+    total: int
+    version: int  # grows with every change of the user's counts
+    rooms: dict[int, int]  # unread count of each room asked for
+
+
+class UnreadCounts(Protocol):
+    def counts(self, user_id: int, room_ids: list[int]) -> Counts:
+        """The user's total, version and the counts of these rooms (read-only)."""
+        ...
+
+
+@cache
+def unread_counts() -> UnreadCounts:
+    provider: UnreadCounts = import_string(app_settings.UNREAD_COUNTS)()
+    return provider
 
 
 class RoomBadge(NamedTuple):
@@ -20,14 +40,25 @@ class RoomBadge(NamedTuple):
     version: int
 
 
-class UnreadCounts(Protocol):
-    def unread_state(self, user_id: int) -> Any:
-        """The `unread-state` snapshot frame of shared/PROTOCOL.md."""
-
-    def room_badge(self, user_id: int, room_id: int) -> RoomBadge: ...
+def room_badge(user_id: int, room_id: int) -> RoomBadge:
+    counts = unread_counts().counts(user_id, [room_id])
+    return RoomBadge(total=counts.total, room_count=counts.rooms[room_id], version=counts.version)
 
 
-@cache
-def unread_counts() -> UnreadCounts:
-    provider: UnreadCounts = import_string(app_settings.UNREAD_COUNTS)()
-    return provider
+def unread_state(user_id: int) -> UnreadStateFrame:
+    """The snapshot every connection starts with (shared/PROTOCOL.md)."""
+    rooms = rooms_of(user_id)
+    counts = unread_counts().counts(user_id, [room["id"] for room in rooms])
+    return {
+        "type": "unread-state",
+        "totalUnreadCount": counts.total,
+        "version": counts.version,
+        "rooms": [
+            {
+                "roomId": room["id"],
+                "unreadCount": counts.rooms[room["id"]],
+                "lastMessageId": room["lastMessageId"],
+            }
+            for room in rooms
+        ],
+    }

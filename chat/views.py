@@ -32,20 +32,18 @@ def token_view(request: HttpRequest) -> HttpResponse:
 
 @json_api(methods=("GET",))
 def rooms_view(request: HttpRequest, user: AbstractBaseUser) -> HttpResponse:
-    user_id = user.pk
-    state = unread_counts().unread_state(user_id)
-    counts = {room["roomId"]: room["unreadCount"] for room in state["rooms"]}
+    summaries = rooms_of(user.pk)
+    counts = unread_counts().counts(user.pk, [room["id"] for room in summaries])
     rooms = [
         {
             "id": room["id"],
             "name": room["name"],
-            # A room joined between the two reads has no count yet: nothing in it is unread.
-            "unreadCount": counts.get(room["id"], 0),
+            "unreadCount": counts.rooms[room["id"]],
             "lastMessage": room["lastMessage"],
         }
-        for room in rooms_of(user_id)
+        for room in summaries
     ]
-    return JsonResponse({"totalUnreadCount": state["totalUnreadCount"], "rooms": rooms})
+    return JsonResponse({"totalUnreadCount": counts.total, "rooms": rooms})
 
 
 @json_api(methods=("POST",))
