@@ -127,7 +127,7 @@ class BaselineConsumer(AsyncJsonWebsocketConsumer):
                     "sender_id": self.user_id,
                     "recipient_ids": [user_id],
                     "body": body[:200],
-                    "created_at": shown["createdAt"],  # type: ignore[typeddict-item]
+                    "created_at": shown["createdAt"],
                     "attempts": 0,
                 }
             )
