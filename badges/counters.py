@@ -189,7 +189,7 @@ class UserState:
 
 @dataclass(frozen=True)
 class RoomTruth:
-    """One room of a user as the database has it, for `load_user`."""
+    """One room of a user as the database has it, for `load_users`."""
 
     room_id: int
     pointer: int
@@ -237,13 +237,6 @@ def load_users(truths: dict[int, list[RoomTruth]], *, cap: int) -> None:
         keys, args = _load_arguments(user_id, rooms, cap)
         _script(_LOAD)(keys=keys, args=args, client=pipe)
     pipe.execute()
-
-
-def load_user(*, user_id: int, rooms: list[RoomTruth], cap: int) -> tuple[int, int]:
-    """Merge the database's view of a user into Redis; returns (total, version)."""
-    keys, args = _load_arguments(user_id, rooms, cap)
-    total, version = _script(_LOAD)(keys=keys, args=args)
-    return int(total), int(version)
 
 
 def _load_arguments(user_id: int, rooms: list[RoomTruth], cap: int) -> tuple[list[str], list[int]]:

@@ -38,7 +38,7 @@ def unread_counts_from_db(user_id: int) -> dict[int, tuple[int, int]]:
 
 
 def room_truths_for_users(user_ids: list[int], *, cap: int) -> dict[int, list[RoomTruth]]:
-    """What `counters.load_user` needs for each user: pointers, counts and the newest ids.
+    """What `counters.load_users` needs for each user: pointers, counts and the newest ids.
 
     A few queries whatever the number of users, so rebuilding a whole 1,000-member room after
     a flush is one pass, not 1,000.

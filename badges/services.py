@@ -4,8 +4,6 @@ The path of a message: chat's `message_created` → `badges_apply_message` (one 
 all members) → frames to each member's `user.{id}` group through `chatproject.fanout`.
 """
 
-import logging
-
 from badges import counters
 from badges.app_settings import app_settings
 from badges.counters import Badge, Status, UserState
@@ -14,8 +12,6 @@ from badges.selectors import room_truths_for_users
 from chat.events import MessageCreated, RoomRead, frames_message, message_frame, user_group
 from chatproject import fanout
 from chatproject.metrics import COUNTERS_REBUILT
-
-logger = logging.getLogger(__name__)
 
 
 def badges_rebuild_users(user_ids: list[int], *, reason: str) -> dict[int, UserState]:

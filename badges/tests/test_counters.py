@@ -14,10 +14,8 @@ CAP = 1000
 
 def _load(user_id: int, pointer: int = 0, ids: list[int] | None = None, cap: int = CAP) -> None:
     ids = ids or []
-    counters.load_user(
-        user_id=user_id,
-        rooms=[RoomTruth(ROOM, pointer, len(ids), sorted(ids, reverse=True))],
-        cap=cap,
+    counters.load_users(
+        {user_id: [RoomTruth(ROOM, pointer, len(ids), sorted(ids, reverse=True))]}, cap=cap
     )
 
 
