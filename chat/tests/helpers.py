@@ -1,6 +1,7 @@
 """Helpers for the WebSocket tests: users, rooms, tokens and connected clients."""
 
 import asyncio
+import contextlib
 from typing import Any
 
 from channels.db import database_sync_to_async
@@ -93,3 +94,11 @@ async def eventually(predicate: Any, *, seconds: float = 3.0) -> None:
             return
         await asyncio.sleep(0.01)
     raise AssertionError(f"condition not met within {seconds} s")
+
+
+async def close_quietly(clients: "list[Client] | Any") -> None:
+    """Close every client a test opened; a failed test may leave one mid-frame or refused,
+    and closing must not hide that failure."""
+    for client in clients:
+        with contextlib.suppress(Exception, asyncio.CancelledError):
+            await client.close()

@@ -5,7 +5,6 @@ type; the connection stays usable (a ping still gets its pong) and nothing was s
 """
 
 import asyncio
-import contextlib
 import json
 import time
 from collections.abc import AsyncIterator, Callable
@@ -20,7 +19,15 @@ from django.test import override_settings
 from django.utils import timezone
 
 from chat.models import AuthToken, Membership, Message, Room
-from chat.tests.helpers import Client, connect, connect_user, make_room, make_user, token_for
+from chat.tests.helpers import (
+    Client,
+    close_quietly,
+    connect,
+    connect_user,
+    make_room,
+    make_user,
+    token_for,
+)
 from chatproject import lanes
 from chatproject.asgi import application
 
@@ -79,10 +86,7 @@ class Connections:
 async def ws() -> AsyncIterator[Connections]:
     connections = Connections()
     yield connections
-    for client in connections.clients:
-        # A failed or refused connection may not close cleanly; that must not hide the result.
-        with contextlib.suppress(Exception, asyncio.CancelledError):
-            await client.close()
+    await close_quietly(connections.clients)
 
 
 @database_sync_to_async

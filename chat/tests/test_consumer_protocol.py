@@ -12,7 +12,7 @@ from channels.db import database_sync_to_async
 from django.db import transaction
 
 from chat.models import Membership, Message, Room
-from chat.tests.helpers import Client, connect_user, make_room, make_user
+from chat.tests.helpers import Client, close_quietly, connect_user, make_room, make_user
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -69,10 +69,7 @@ class Connections:
 async def ws() -> AsyncIterator[Connections]:
     connections = Connections()
     yield connections
-    for client in connections.clients:
-        # A failed test may leave a consumer mid-frame; closing must not hide that failure.
-        with contextlib.suppress(Exception, asyncio.CancelledError):
-            await client.close()
+    await close_quietly(connections.clients)
 
 
 async def users(*names: str) -> list[Any]:
