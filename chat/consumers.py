@@ -142,7 +142,8 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         if room_id in self.viewing:
             self.viewing.discard(room_id)
             await self.channel_layer.group_discard(room_group(room_id), self.channel_name)
-            await database_sync_to_async(services.room_unview)(
+            # Redis only: no reason to queue behind everyone's database work in the ORM thread.
+            await sync_to_async(services.room_unview, thread_sensitive=False)(
                 user_id=self.user_id, room_id=room_id, channel_name=self.channel_name
             )
         await self.send_json({"type": "left-room", "roomId": room_id})

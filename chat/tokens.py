@@ -45,9 +45,3 @@ def user_for_token(token: str) -> AbstractBaseUser | None:
         return None
     user: AbstractBaseUser = row.user
     return user
-
-
-def token_revoke_all(*, user_id: int) -> int:
-    return AuthToken.objects.filter(user_id=user_id, revoked_at__isnull=True).update(
-        revoked_at=timezone.now()
-    )
