@@ -54,6 +54,25 @@ def string_field(payload: dict[str, Any], name: str) -> str:
     return value
 
 
+def positive_int_param(request: HttpRequest, name: str) -> int | None:
+    """A query parameter that must be a positive integer in plain digits, or None if absent.
+
+    Signs, spaces, decimals and zero are refused (BadRequest); size is the caller's business.
+    """
+    raw = request.GET.get(name)
+    if raw is None:
+        return None
+    if not (raw.isascii() and raw.isdigit()):
+        raise BadRequest(f"{name} must be a positive integer")
+    try:
+        value = int(raw)
+    except ValueError:  # more digits than Python converts
+        raise BadRequest(f"{name} is out of range") from None
+    if value <= 0:
+        raise BadRequest(f"{name} must be a positive integer")
+    return value
+
+
 def _body_within_limit(request: HttpRequest) -> bytes:
     # The same bound as a WebSocket frame. Read at most one byte past it, so a client that
     # sends no Content-Length cannot make us hold an arbitrarily large body in memory.

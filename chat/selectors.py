@@ -1,7 +1,7 @@
 """Reads of the chat app."""
 
 from datetime import datetime
-from typing import TypedDict
+from typing import NamedTuple, TypedDict
 
 from django.db.models import Max
 
@@ -81,3 +81,39 @@ def rooms_of(user_id: int) -> list[RoomSummary]:
         }
         for m in memberships
     ]
+
+
+HISTORY_DEFAULT_LIMIT = 50
+HISTORY_MAX_LIMIT = 200
+
+
+class HistoryPage(NamedTuple):
+    messages: list[MessageFrame]  # newest first
+    has_more: bool  # older messages exist beyond this page
+
+
+def messages_before(*, user_id: int, room_id: int, before: int | None, limit: int) -> HistoryPage:
+    """A page of the room's history for a member, newest first (two queries).
+
+    `before` is a cursor: any id, whether or not a message has it; one past the bigint range
+    means "from the newest". One row beyond the limit is fetched to tell whether there is more.
+    """
+    membership_for(user_id=user_id, room_id=room_id)
+    rows = Message.objects.filter(room_id=room_id)
+    if before is not None and before <= MAX_ID:
+        rows = rows.filter(id__lt=before)
+    page = list(rows.order_by("-id").only("id", "sender_id", "body", "created_at")[: limit + 1])
+    return HistoryPage(
+        messages=[message_dict(message) for message in page[:limit]],
+        has_more=len(page) > limit,
+    )
+
+
+def member_names_for(user_id: int) -> dict[int, str]:
+    """Usernames of everyone who shares a room with the user, the user included (one query)."""
+    from django.contrib.auth import get_user_model
+
+    users = get_user_model().objects.filter(
+        chat_memberships__room__memberships__user_id=user_id
+    ).distinct()
+    return dict(users.values_list("pk", "username"))

@@ -1,11 +1,22 @@
+from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from chat import views
+from chat import pages, views
 
 urlpatterns = [
+    path("", pages.chat_page_view, name="chat-page"),
+    path("sw.js", pages.service_worker_view, name="service-worker"),
+    path(
+        "login/",
+        auth_views.LoginView.as_view(
+            template_name="chat/login.html", redirect_authenticated_user=True
+        ),
+        name="login",
+    ),
+    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("api/auth/token", views.token_view, name="api-token"),
     path("api/rooms", views.rooms_view, name="api-rooms"),
-    path("api/rooms/<int:room_id>/messages", views.message_send_view, name="api-room-messages"),
+    path("api/rooms/<int:room_id>/messages", views.room_messages_view, name="api-room-messages"),
     path("healthz", views.healthz_view, name="healthz"),
     path("metrics", views.metrics_view, name="metrics"),
 ]

@@ -12,8 +12,14 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from chat import services
-from chat.http import json_api, json_object, string_field
-from chat.selectors import iso_utc, rooms_of
+from chat.http import json_api, json_object, positive_int_param, string_field
+from chat.selectors import (
+    HISTORY_DEFAULT_LIMIT,
+    HISTORY_MAX_LIMIT,
+    iso_utc,
+    messages_before,
+    rooms_of,
+)
 from chat.tokens import token_create
 from chat.unread import unread_counts
 from chatproject.redis_client import redis_connection
@@ -46,8 +52,22 @@ def rooms_view(request: HttpRequest, user: AbstractBaseUser) -> HttpResponse:
     return JsonResponse({"totalUnreadCount": counts.total, "rooms": rooms})
 
 
-@json_api(methods=("POST",))
-def message_send_view(request: HttpRequest, user: AbstractBaseUser, room_id: int) -> HttpResponse:
+@json_api(methods=("GET", "POST"))
+def room_messages_view(request: HttpRequest, user: AbstractBaseUser, room_id: int) -> HttpResponse:
+    """GET pages through the room's history; POST sends a message (one URL, two verbs)."""
+    if request.method == "GET":
+        return _message_history(request, user, room_id)
+    return _message_send(request, user, room_id)
+
+
+def _message_history(request: HttpRequest, user: AbstractBaseUser, room_id: int) -> HttpResponse:
+    before = positive_int_param(request, "before")
+    limit = min(positive_int_param(request, "limit") or HISTORY_DEFAULT_LIMIT, HISTORY_MAX_LIMIT)
+    page = messages_before(user_id=user.pk, room_id=room_id, before=before, limit=limit)
+    return JsonResponse({"messages": page.messages, "hasMore": page.has_more})
+
+
+def _message_send(request: HttpRequest, user: AbstractBaseUser, room_id: int) -> HttpResponse:
     payload = json_object(request)
     sent = services.message_send(
         sender_id=user.pk,
