@@ -103,6 +103,10 @@ USE_I18N = True
 USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
+# The web page (chat/pages.py) signs in with Django's own views.
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "chat-page"
+LOGOUT_REDIRECT_URL = "login"
 
 # --- Redis: counters, presence, channel layer, rate limits and the push queue -------------
 REDIS_URL = redis_url_from_environment()

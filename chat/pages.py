@@ -1,0 +1,42 @@
+"""The web page: the chat at `/`, and the service worker that shows its push notifications.
+
+Server-rendered shells with small ES modules on top (chat/static/chat/): the template gives
+the modules what they cannot ask the API for (the user's id, members' names, the URLs), and
+everything that changes (rooms, counts, messages) comes over the API and the WebSocket.
+"""
+
+from pathlib import Path
+
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_safe
+
+from chat.selectors import member_names_for
+
+_SERVICE_WORKER = Path(__file__).resolve().parent / "static" / "chat" / "sw.js"
+
+
+@require_safe
+@login_required
+def chat_page_view(request: HttpRequest) -> HttpResponse:
+    user = request.user
+    context = {
+        "page_config": {
+            "userId": user.pk,
+            "username": user.get_username(),
+            "names": {str(pk): name for pk, name in member_names_for(user.pk).items()},
+        }
+    }
+    return render(request, "chat/index.html", context)
+
+
+@require_safe
+@never_cache
+def service_worker_view(request: HttpRequest) -> HttpResponse:
+    """sw.js from the site's root: a worker's scope can only be its own folder or below it,
+    and the page lives at `/`, so it cannot be served from /static/."""
+    response = HttpResponse(_SERVICE_WORKER.read_bytes(), content_type="text/javascript")
+    response["Service-Worker-Allowed"] = "/"
+    return response

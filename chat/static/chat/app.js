@@ -1,0 +1,161 @@
+// Wires the page: the socket's frames to the badge state, the room list and the open room.
+// Every number shown comes from the server; this file only routes frames.
+
+import { BadgeState, drawFavicon, titleFor } from "./badges.js";
+import { setUpPush } from "./push.js";
+import { RoomView } from "./room.js";
+import { RoomList } from "./rooms.js";
+import { ChatSocket } from "./socket.js";
+
+const config = JSON.parse(document.getElementById("page-config").textContent);
+const byId = (id) => document.getElementById(id);
+const announcer = byId("announcer");
+const banner = byId("connection");
+
+function announce(text) {
+  // Cleared first so the same text twice is announced twice.
+  announcer.textContent = "";
+  setTimeout(() => {
+    announcer.textContent = text;
+  }, 50);
+}
+
+const badges = new BadgeState({ onChange: showCounts });
+const socket = new ChatSocket({ onFrame: handleFrame, onStatus: showStatus });
+const rooms = new RoomList({
+  list: byId("room-list"),
+  empty: byId("no-rooms"),
+  badges,
+  names: config.names,
+  onOpen: (roomId) => openRoom(roomId),
+});
+const room = new RoomView({
+  elements: {
+    heading: byId("room-heading"),
+    list: byId("messages"),
+    older: byId("load-older"),
+    form: byId("send-form"),
+    compose: byId("compose"),
+    composeLabel: byId("compose-label"),
+  },
+  socket,
+  names: config.names,
+  userId: config.userId,
+  announce,
+  onLeave: () => {
+    rooms.setOpen(null);
+    history.replaceState(null, "", location.pathname);
+  },
+});
+
+function showCounts() {
+  document.title = titleFor(badges.total);
+  drawFavicon(badges.total);
+  rooms.render();
+  if ("setAppBadge" in navigator) {
+    const set = badges.total > 0 ? navigator.setAppBadge(badges.total) : navigator.clearAppBadge();
+    set.catch(() => {});
+  }
+}
+
+let hideBannerTimer = null;
+
+function showStatus(status, info = {}) {
+  clearTimeout(hideBannerTimer);
+  if (status === "offline") {
+    banner.hidden = false;
+    banner.className = "banner offline";
+    const seconds = Math.max(1, Math.round(info.delay / 1000));
+    banner.textContent = info.wasOnline
+      ? `Offline: reconnecting in ${seconds} s…`
+      : `Connecting… (retrying in ${seconds} s)`;
+  } else if (status === "online") {
+    room.resync();
+    if (!banner.hidden) {
+      banner.className = "banner online";
+      banner.textContent = "Back online";
+      hideBannerTimer = setTimeout(() => {
+        banner.hidden = true;
+      }, 4000);
+    }
+  }
+}
+
+async function openRoom(roomId) {
+  if (!rooms.has(roomId)) return;
+  rooms.setOpen(roomId);
+  history.replaceState(null, "", `#room-${roomId}`);
+  await room.open(roomId, rooms.name(roomId));
+}
+
+function lastMessageIsNew(frame) {
+  return frame.rooms.some(
+    (entry) => !rooms.has(entry.roomId) || entry.lastMessageId > rooms.lastMessageId(entry.roomId),
+  );
+}
+
+const handlers = {
+  "unread-state"(frame) {
+    if (badges.applySnapshot(frame) && Array.isArray(frame.rooms) && lastMessageIsNew(frame)) {
+      // Names and last messages of rooms joined or written to while we were away.
+      rooms.load().catch((error) => console.warn("chat: could not load rooms", error));
+    }
+  },
+  "total-unread-count-updated"(frame) {
+    badges.applyTotal(frame);
+  },
+  "chat-room-updated"(frame) {
+    if (!rooms.setLastMessage(frame.roomId, frame.lastMessage)) {
+      rooms.load().catch((error) => console.warn("chat: could not load rooms", error));
+    }
+    badges.applyRoomCount(frame.roomId, frame.unreadCount);
+    const last = frame.lastMessage;
+    if (last && last.senderId !== config.userId && frame.roomId !== room.roomId) {
+      const sender = config.names[last.senderId] ?? `user ${last.senderId}`;
+      announce(`New message in ${rooms.name(frame.roomId)} from ${sender}`);
+    }
+  },
+  "joined-room"(frame) {
+    badges.applyRoomCount(frame.roomId, frame.unreadCount);
+  },
+  "chat-message"(frame) {
+    room.chatMessage(frame);
+  },
+  "message-sent"(frame) {
+    room.messageSent(frame);
+  },
+  error(frame) {
+    console.warn("chat: the server refused a frame", frame);
+    room.error(frame);
+  },
+  "left-room"() {},
+  pong() {},
+};
+
+function handleFrame(frame) {
+  const handler = Object.hasOwn(handlers, frame.type) ? handlers[frame.type] : null;
+  if (handler === null) {
+    console.warn("chat: ignored a frame of unknown type", frame);
+    return;
+  }
+  handler(frame);
+}
+
+// For the browser tests and for debugging from the console: feed a raw frame to the page.
+window.chatDebug = { receive: (data) => socket.receive(data), badges };
+
+window.addEventListener("online", () => socket.retryNow());
+
+async function start() {
+  try {
+    await rooms.load();
+  } catch (error) {
+    console.warn("chat: could not load rooms", error);
+  }
+  socket.connect();
+  const wanted = Number(location.hash.match(/^#room-(\d+)$/)?.[1]);
+  if (wanted && rooms.has(wanted)) openRoom(wanted);
+  setUpPush(byId("enable-push")).catch((error) => console.warn("chat: push set-up failed", error));
+}
+
+start();

@@ -1,0 +1,90 @@
+// Unread counts as the server states them, never counted up or down here.
+//
+// The snapshot (`unread-state`, first on every connection and possibly again at any time)
+// and `total-unread-count-updated` carry a `version`: a frame whose version is not above the
+// last one applied is stale and ignored. The total shows in the tab title, `(3) Chat`, and as
+// a badge drawn on the favicon.
+
+export class BadgeState {
+  constructor({ onChange }) {
+    this.version = -1;
+    this.total = 0;
+    this.rooms = new Map(); // roomId -> unread count
+    this.onChange = onChange;
+  }
+
+  // Returns true when the snapshot was applied (not older than what is shown).
+  applySnapshot(frame) {
+    if (!Number.isInteger(frame.version) || !Number.isInteger(frame.totalUnreadCount)) {
+      console.warn("chat: snapshot without a version or total, ignored", frame);
+      return false;
+    }
+    if (frame.version < this.version) return false;
+    this.version = frame.version;
+    this.total = frame.totalUnreadCount;
+    this.rooms = new Map();
+    for (const room of Array.isArray(frame.rooms) ? frame.rooms : []) {
+      if (Number.isInteger(room?.roomId)) this.rooms.set(room.roomId, room.unreadCount | 0);
+    }
+    this.onChange();
+    return true;
+  }
+
+  applyTotal(frame) {
+    if (!Number.isInteger(frame.version) || frame.version <= this.version) return false;
+    this.version = frame.version;
+    if (Number.isInteger(frame.totalUnreadCount)) this.total = frame.totalUnreadCount;
+    if (Number.isInteger(frame.roomId) && Number.isInteger(frame.roomUnreadCount)) {
+      this.rooms.set(frame.roomId, frame.roomUnreadCount);
+    }
+    this.onChange();
+    return true;
+  }
+
+  // A room's own count (`chat-room-updated`, `joined-room`): it carries no version, and the
+  // total stays whatever the last versioned frame said.
+  applyRoomCount(roomId, count) {
+    if (!Number.isInteger(roomId) || !Number.isInteger(count)) return;
+    this.rooms.set(roomId, count);
+    this.onChange();
+  }
+
+  roomCount(roomId) {
+    return this.rooms.get(roomId) ?? 0;
+  }
+}
+
+export function titleFor(total) {
+  return total > 0 ? `(${total}) Chat` : "Chat";
+}
+
+const ICON_SIZE = 64;
+
+// The favicon with the total on a red disc; the plain icon when the total is 0.
+export function drawFavicon(total, link = document.querySelector('link[rel="icon"]')) {
+  if (!link) return;
+  if (!link.dataset.plain) link.dataset.plain = link.href;
+  if (total <= 0) {
+    link.href = link.dataset.plain;
+    link.dataset.count = "0";
+    return;
+  }
+  const canvas = document.createElement("canvas");
+  canvas.width = canvas.height = ICON_SIZE;
+  const ctx = canvas.getContext("2d");
+  ctx.fillStyle = "#1f6feb";
+  ctx.beginPath();
+  ctx.roundRect(2, 8, 60, 40, 6);
+  ctx.fill();
+  ctx.fillStyle = "#cf222e";
+  ctx.beginPath();
+  ctx.arc(42, 22, 22, 0, 2 * Math.PI);
+  ctx.fill();
+  ctx.fillStyle = "#fff";
+  ctx.font = "bold 26px sans-serif";
+  ctx.textAlign = "center";
+  ctx.textBaseline = "middle";
+  ctx.fillText(total > 99 ? "99+" : String(total), 42, 23, 40);
+  link.href = canvas.toDataURL("image/png");
+  link.dataset.count = String(total);
+}

@@ -1,0 +1,89 @@
+// The WebSocket to /ws/chat/ (shared/PROTOCOL.md), authenticated by the session cookie.
+//
+// It reconnects by itself after any drop, waiting a capped exponential backoff with full
+// jitter (so a restarted server is not hit by every page at the same instant), and resets the
+// backoff once a connection has delivered its snapshot. Frames that are not JSON objects with
+// a string "type" are logged and skipped: one bad frame must never stop the page.
+
+const BASE_DELAY_MS = 500;
+const MAX_DELAY_MS = 5000;
+
+export function reconnectDelay(attempt, random = Math.random) {
+  const ceiling = Math.min(MAX_DELAY_MS, BASE_DELAY_MS * 2 ** attempt);
+  return Math.round(ceiling / 2 + random() * (ceiling / 2));
+}
+
+export class ChatSocket {
+  // onFrame(frame) for every valid frame; onStatus("connecting" | "online" | "offline", info).
+  constructor({ path = "/ws/chat/", onFrame, onStatus }) {
+    const scheme = location.protocol === "https:" ? "wss:" : "ws:";
+    this.url = `${scheme}//${location.host}${path}`;
+    this.onFrame = onFrame;
+    this.onStatus = onStatus;
+    this.attempt = 0;
+    this.ws = null;
+    this.timer = null;
+    this.wasOnline = false;
+  }
+
+  connect() {
+    clearTimeout(this.timer);
+    this.timer = null;
+    const ws = new WebSocket(this.url);
+    this.ws = ws;
+    ws.addEventListener("message", (event) => this.receive(event.data));
+    ws.addEventListener("close", () => {
+      if (this.ws !== ws) return;
+      this.ws = null;
+      this.scheduleReconnect();
+    });
+    // "error" is always followed by "close", which reconnects.
+  }
+
+  receive(data) {
+    let frame;
+    try {
+      frame = JSON.parse(data);
+    } catch (error) {
+      console.warn("chat: ignored a frame that is not JSON", data);
+      return;
+    }
+    if (frame === null || typeof frame !== "object" || typeof frame.type !== "string") {
+      console.warn("chat: ignored a frame without a string type", frame);
+      return;
+    }
+    if (frame.type === "unread-state") {
+      this.attempt = 0;
+      this.wasOnline = true;
+      this.onStatus("online");
+    }
+    try {
+      this.onFrame(frame);
+    } catch (error) {
+      console.warn("chat: a frame could not be applied, skipped", frame, error);
+    }
+  }
+
+  scheduleReconnect() {
+    const delay = reconnectDelay(this.attempt);
+    this.attempt += 1;
+    this.onStatus("offline", { delay, wasOnline: this.wasOnline });
+    this.timer = setTimeout(() => this.connect(), delay);
+  }
+
+  // Reconnect now rather than at the end of the backoff (the browser says it is online).
+  retryNow() {
+    if (this.ws === null) this.connect();
+  }
+
+  get isOpen() {
+    return this.ws !== null && this.ws.readyState === WebSocket.OPEN;
+  }
+
+  // True when the frame went out; a closed socket sends nothing (callers resend on reconnect).
+  send(frame) {
+    if (!this.isOpen) return false;
+    this.ws.send(JSON.stringify(frame));
+    return true;
+  }
+}
