@@ -142,7 +142,7 @@ function handleFrame(frame) {
 }
 
 // For the browser tests and for debugging from the console: feed a raw frame to the page.
-window.chatDebug = { receive: (data) => socket.receive(data), badges };
+window.chatDebug = { receive: (data) => socket.receive(data), badges, socket };
 
 window.addEventListener("online", () => socket.retryNow());
 

@@ -1,0 +1,254 @@
+"""The web page in headless Chromium against the real stack (daphne, Redis, the database).
+
+Each test makes its users and rooms in the test database, which the daphne subprocess shares,
+and signs its browser contexts in; messages come from a page or from `message_send` in this
+process, which reaches the pages through Redis like any other server process's would.
+"""
+
+import os
+import re
+import shutil
+import time
+from typing import Any
+
+import pytest
+from django.conf import settings
+from django.contrib.auth.hashers import PBKDF2PasswordHasher, make_password
+from playwright.sync_api import expect
+
+from chat.events import user_group
+from chat.models import Message
+from chat.services import message_send
+from chat.tests.browser.conftest import ARTIFACTS, Browsing
+from chat.tests.helpers import make_room, make_user
+from chatproject.fanout import publish
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+# The issue asks for a badge within a second; a machine known to be slower can say so.
+LIVE_BUDGET_S = float(os.environ.get("BROWSER_LIVE_BUDGET_SECONDS") or 1.0)
+WAIT_MS = 15_000  # for everything that is not a latency claim
+
+
+def room_button(page: Any, name: str, unread: int | None = None) -> Any:
+    """The room's button in the list; `unread` pins its badge (0: none)."""
+    if unread is None:
+        pattern = rf"^{re.escape(name)}, "
+    elif unread == 0:
+        pattern = rf"^{re.escape(name)}, no unread"
+    else:
+        pattern = rf"^{re.escape(name)}, {unread} unread"
+    return page.get_by_role("button", name=re.compile(pattern))
+
+
+def say(sender: Any, room: Any, text: str) -> int:
+    sent = message_send(
+        sender_id=sender.pk, room_id=room.pk, body=text, client_message_id=f"t-{text}"
+    )
+    return sent.message.pk
+
+
+def test_a_message_raises_the_other_users_badge_and_title_within_a_second(
+    browsing: Browsing, record_latency: Any
+) -> None:
+    alice, bob = make_user("alice"), make_user("bob")
+    make_room("general", [alice, bob])
+    make_room("random", [alice, bob])
+    # Alice signs in through the login form, so it needs a hash the server process knows.
+    alice.password = make_password("alice-pw-1", hasher=PBKDF2PasswordHasher())
+    alice.save(update_fields=["password"])
+
+    alice_page = browsing.watch(browsing.browser.new_context(base_url=browsing.live.base_url).new_page())
+    browsing.contexts.append(alice_page.context)
+    alice_page.goto("/")
+    expect(alice_page).to_have_url(re.compile(r"/login/\?next=/$"))
+    alice_page.get_by_label("Username").fill("alice")
+    alice_page.get_by_label("Password").fill("alice-pw-1")
+    alice_page.get_by_role("button", name="Sign in").click()
+    expect(alice_page.get_by_text("Signed in as alice")).to_be_visible()
+
+    bob_page = browsing.open_page(browsing.context_for(bob))
+    expect(bob_page).to_have_title("Chat")
+    expect(room_button(bob_page, "general", 0)).to_be_visible()
+
+    room_button(alice_page, "general").click()
+    box = alice_page.get_by_label("Message general")
+    box.fill("hello bob")
+    started = time.monotonic()
+    box.press("Enter")
+    expect(bob_page).to_have_title("(1) Chat", timeout=WAIT_MS)
+    elapsed = time.monotonic() - started
+    expect(room_button(bob_page, "general", 1)).to_be_visible(timeout=WAIT_MS)
+    record_latency("badge latency (Enter to the other tab's title)", elapsed)
+    assert elapsed < LIVE_BUDGET_S, f"the badge took {elapsed:.2f} s"
+
+    # Sorted by latest activity, the last message shown, announced to screen readers.
+    expect(bob_page.get_by_role("listitem").first).to_contain_text("general")
+    expect(room_button(bob_page, "general", 1)).to_contain_text("alice: hello bob")
+    expect(bob_page.locator("[aria-live]")).to_have_text("New message in general from alice")
+    expect(alice_page.get_by_role("list", name="Messages in general")).to_contain_text(
+        "hello bob"
+    )
+    link = bob_page.locator('link[rel="icon"]')
+    expect(link).to_have_attribute("data-count", "1")
+    expect(link).to_have_attribute("href", re.compile(r"^data:image/png"))
+    browsing.screenshot(bob_page, "badge")
+    if os.environ.get("CHAT_UPDATE_DOCS_SCREENSHOT"):
+        shutil.copy(browsing.screenshot(bob_page, "badge"), settings.BASE_DIR / "docs/page.png")
+
+    room_button(bob_page, "general", 1).click()
+    expect(bob_page).to_have_title("Chat")
+    expect(bob_page.get_by_role("list", name="Messages in general")).to_contain_text("hello bob")
+
+    # Read by keyboard only: Tab to the room, Enter, type, Enter.
+    bob_page.get_by_label("Message general").fill("hi alice")
+    bob_page.keyboard.press("Enter")
+    expect(alice_page.get_by_role("list", name="Messages in general")).to_contain_text(
+        "hi alice"
+    )
+    assert browsing.errors == []
+
+
+def test_reading_in_one_tab_clears_the_badge_in_the_other(browsing: Browsing) -> None:
+    alice, bob = make_user("alice"), make_user("bob")
+    general = make_room("general", [alice, bob])
+    make_room("quiet", [alice, bob])
+    say(alice, general, "one")
+    say(alice, general, "two")
+
+    context = browsing.context_for(bob)
+    first, second = browsing.open_page(context), browsing.open_page(context)
+    for tab in (first, second):
+        expect(tab).to_have_title("(2) Chat")
+        expect(room_button(tab, "general", 2)).to_be_visible()
+
+    room_button(first, "general", 2).click()
+    for tab in (first, second):
+        expect(tab).to_have_title("Chat", timeout=WAIT_MS)
+        expect(room_button(tab, "general", 0)).to_be_visible()
+    expect(first.locator('link[rel="icon"]')).to_have_attribute("data-count", "0")
+    browsing.screenshot(second, "other-tab")
+    assert browsing.errors == []
+
+
+def test_the_page_reconnects_after_a_server_restart_and_loses_nothing(
+    browsing: Browsing,
+) -> None:
+    alice, bob, carol = make_user("alice"), make_user("bob"), make_user("carol")
+    general = make_room("general", [alice, bob, carol])
+    alice_page = browsing.open_page(browsing.context_for(alice))
+    bob_page = browsing.open_page(browsing.context_for(bob))
+    room_button(alice_page, "general").click()
+    expect(alice_page.get_by_label("Message general")).to_be_focused()
+
+    browsing.live.stop()
+    for page in (alice_page, bob_page):
+        expect(page.get_by_role("status")).to_contain_text("Offline", timeout=WAIT_MS)
+    browsing.screenshot(bob_page, "offline")
+
+    # Written while the server is down: queued by the page, sent once it is back.
+    alice_page.get_by_label("Message general").fill("sent while offline")
+    alice_page.keyboard.press("Enter")
+    messages = alice_page.get_by_role("list", name="Messages in general")
+    expect(messages).to_contain_text("sending…")
+    # Meanwhile another process saves a message for bob.
+    say(carol, general, "from carol")
+
+    browsing.live.start()
+    expect(alice_page.get_by_role("status")).to_have_text("Back online", timeout=WAIT_MS)
+    bob_page.wait_for_function("() => window.chatDebug.socket.isOpen", timeout=WAIT_MS)
+    expect(bob_page).to_have_title("(2) Chat", timeout=WAIT_MS)
+    expect(room_button(bob_page, "general", 2)).to_be_visible()
+    expect(messages.get_by_role("listitem").filter(has_text="sent while offline")).to_have_count(1)
+    expect(messages).not_to_contain_text("sending…")
+    expect(messages).to_contain_text("from carol")
+    assert Message.objects.filter(body="sent while offline").count() == 1
+    browsing.screenshot(alice_page, "back-online")
+
+    # A retried send with the same clientMessageId changes nothing.
+    client_id = Message.objects.get(body="sent while offline").client_message_id
+    alice_page.evaluate(
+        """(id) => window.chatDebug.socket.send(
+            {type: "send-message", roomId: %d, message: "sent while offline", clientMessageId: id})"""
+        % general.pk,
+        client_id,
+    )
+    expect(bob_page).to_have_title("(2) Chat")
+    assert Message.objects.filter(body="sent while offline").count() == 1
+    assert browsing.errors == []
+
+
+def test_a_user_never_sees_a_room_they_are_not_in(browsing: Browsing) -> None:
+    alice, mallory = make_user("alice"), make_user("mallory")
+    make_room("general", [alice, mallory])
+    secret = make_room("secret", [alice])
+    say(alice, secret, "for alice only")
+
+    # Even asked for by address, the room does not open.
+    page = browsing.watch(browsing.context_for(mallory).new_page())
+    page.goto(f"/#room-{secret.pk}")
+    page.wait_for_function("() => window.chatDebug && window.chatDebug.badges.version >= 0")
+    expect(room_button(page, "general")).to_be_visible()
+    expect(room_button(page, "secret")).to_have_count(0)
+    expect(page.get_by_role("heading", name="Pick a room")).to_be_visible()
+    answer = page.request.get(f"/api/rooms/{secret.pk}/messages")
+    assert answer.status == 403 and answer.json()["error"] == "not_a_member"
+
+    say(alice, secret, "still secret")
+    page.evaluate("""(roomId) => window.chatDebug.socket.send({type: "join-room", roomId})""", secret.pk)
+    expect(page).to_have_title("Chat")
+    expect(page.get_by_text("secret")).to_have_count(0)
+    expect(page.get_by_text("still secret")).to_have_count(0)
+    assert browsing.errors == []
+
+
+def test_the_page_survives_malformed_frames(browsing: Browsing) -> None:
+    alice, bob = make_user("alice"), make_user("bob")
+    general = make_room("general", [alice, bob])
+    page = browsing.open_page(browsing.context_for(bob))
+
+    for raw in ["not json{", "[1, 2]", "null", '{"type": 7}', '{"type": "chat-message"}']:
+        page.evaluate("(raw) => window.chatDebug.receive(raw)", raw)
+    # And through the server, as a broken server process would send them.
+    publish(
+        [
+            (
+                user_group(bob.pk),
+                {
+                    "type": "chat.frames",
+                    "frames": [
+                        {"type": "no-such-frame", "x": 1},
+                        {"type": "chat-room-updated", "roomId": "general"},
+                        {"type": "total-unread-count-updated", "version": 1},
+                        {"type": "unread-state", "rooms": "many"},
+                        {"type": "chat-message", "roomId": general.pk, "message": None},
+                    ],
+                },
+            )
+        ]
+    )
+    say(alice, general, "still alive")
+    expect(page).to_have_title("(1) Chat", timeout=WAIT_MS)
+    expect(room_button(page, "general", 1)).to_contain_text("alice: still alive")
+    assert any("no-such-frame" in w or "unknown type" in w for w in browsing.warnings)
+    assert any("not JSON" in w for w in browsing.warnings)
+    assert browsing.errors == []
+
+
+def test_older_messages_load_on_scroll_on_a_phone_sized_screen(browsing: Browsing) -> None:
+    alice, bob = make_user("alice"), make_user("bob")
+    general = make_room("general", [alice, bob])
+    for n in range(45):
+        say(alice, general, f"message {n:02d}")
+    context = browsing.context_for(bob, viewport={"width": 390, "height": 844}, is_mobile=True)
+    page = browsing.open_page(context)
+    room_button(page, "general", 45).click()
+    messages = page.get_by_role("list", name="Messages in general")
+    expect(messages.get_by_role("listitem")).to_have_count(30)
+    expect(messages).to_contain_text("message 44")
+    messages.evaluate("(list) => { list.scrollTop = 0; }")
+    expect(messages.get_by_role("listitem")).to_have_count(45, timeout=WAIT_MS)
+    expect(messages.get_by_role("listitem").first).to_contain_text("message 00")
+    expect(page.get_by_role("button", name="Load older messages")).to_be_hidden()
+    browsing.screenshot(page, "phone")
+    assert browsing.errors == []
