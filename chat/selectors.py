@@ -113,7 +113,9 @@ def member_names_for(user_id: int) -> dict[int, str]:
     """Usernames of everyone who shares a room with the user, the user included (one query)."""
     from django.contrib.auth import get_user_model
 
-    users = get_user_model().objects.filter(
-        chat_memberships__room__memberships__user_id=user_id
-    ).distinct()
+    users = (
+        get_user_model()
+        .objects.filter(chat_memberships__room__memberships__user_id=user_id)
+        .distinct()
+    )
     return dict(users.values_list("pk", "username"))

@@ -6,7 +6,6 @@ needed, Playwright only drives the system's chromium (CHAT_CHROMIUM overrides it
 """
 
 import os
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -103,9 +102,7 @@ def _allow_orm_beside_playwright() -> Iterator[None]:
 
 
 @pytest.fixture(scope="session")
-def live_server_process(
-    django_db_setup: None, django_db_blocker: Any
-) -> Iterator[LiveServer]:
+def live_server_process(django_db_setup: None, django_db_blocker: Any) -> Iterator[LiveServer]:
     if MISSING is not None:
         pytest.skip(MISSING)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)

@@ -19,7 +19,7 @@ from playwright.sync_api import expect
 from chat.events import user_group
 from chat.models import Message
 from chat.services import message_send
-from chat.tests.browser.conftest import ARTIFACTS, Browsing
+from chat.tests.browser.conftest import Browsing
 from chat.tests.helpers import make_room, make_user
 from chatproject.fanout import publish
 
@@ -58,7 +58,9 @@ def test_a_message_raises_the_other_users_badge_and_title_within_a_second(
     alice.password = make_password("alice-pw-1", hasher=PBKDF2PasswordHasher())
     alice.save(update_fields=["password"])
 
-    alice_page = browsing.watch(browsing.browser.new_context(base_url=browsing.live.base_url).new_page())
+    alice_page = browsing.watch(
+        browsing.browser.new_context(base_url=browsing.live.base_url).new_page()
+    )
     browsing.contexts.append(alice_page.context)
     alice_page.goto("/")
     expect(alice_page).to_have_url(re.compile(r"/login/\?next=/$"))
@@ -86,9 +88,7 @@ def test_a_message_raises_the_other_users_badge_and_title_within_a_second(
     expect(bob_page.get_by_role("listitem").first).to_contain_text("general")
     expect(room_button(bob_page, "general", 1)).to_contain_text("alice: hello bob")
     expect(bob_page.locator("[aria-live]")).to_have_text("New message in general from alice")
-    expect(alice_page.get_by_role("list", name="Messages in general")).to_contain_text(
-        "hello bob"
-    )
+    expect(alice_page.get_by_role("list", name="Messages in general")).to_contain_text("hello bob")
     link = bob_page.locator('link[rel="icon"]')
     expect(link).to_have_attribute("data-count", "1")
     expect(link).to_have_attribute("href", re.compile(r"^data:image/png"))
@@ -103,9 +103,7 @@ def test_a_message_raises_the_other_users_badge_and_title_within_a_second(
     # Read by keyboard only: Tab to the room, Enter, type, Enter.
     bob_page.get_by_label("Message general").fill("hi alice")
     bob_page.keyboard.press("Enter")
-    expect(alice_page.get_by_role("list", name="Messages in general")).to_contain_text(
-        "hi alice"
-    )
+    expect(alice_page.get_by_role("list", name="Messages in general")).to_contain_text("hi alice")
     assert browsing.errors == []
 
 
@@ -195,7 +193,9 @@ def test_a_user_never_sees_a_room_they_are_not_in(browsing: Browsing) -> None:
     assert answer.status == 403 and answer.json()["error"] == "not_a_member"
 
     say(alice, secret, "still secret")
-    page.evaluate("""(roomId) => window.chatDebug.socket.send({type: "join-room", roomId})""", secret.pk)
+    page.evaluate(
+        """(roomId) => window.chatDebug.socket.send({type: "join-room", roomId})""", secret.pk
+    )
     expect(page).to_have_title("Chat")
     expect(page.get_by_text("secret")).to_have_count(0)
     expect(page.get_by_text("still secret")).to_have_count(0)
