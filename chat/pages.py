@@ -6,6 +6,7 @@ everything that changes (rooms, counts, messages) comes over the API and the Web
 """
 
 from pathlib import Path
+from typing import cast
 
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
@@ -22,11 +23,12 @@ _SERVICE_WORKER = Path(__file__).resolve().parent / "static" / "chat" / "sw.js"
 @login_required
 def chat_page_view(request: HttpRequest) -> HttpResponse:
     user = request.user
+    user_id = cast(int, user.pk)  # login_required: never the anonymous user's None
     context = {
         "page_config": {
-            "userId": user.pk,
+            "userId": user_id,
             "username": user.get_username(),
-            "names": {str(pk): name for pk, name in member_names_for(user.pk).items()},
+            "names": {str(pk): name for pk, name in member_names_for(user_id).items()},
         }
     }
     return render(request, "chat/index.html", context)

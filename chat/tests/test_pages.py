@@ -92,7 +92,8 @@ def test_the_pages_push_opt_in_registers_with_its_session_and_csrf_token() -> No
             "subscription": {
                 "endpoint": "https://push.example.com/send/abc",
                 "keys": {
-                    "p256dh": "BNcRdreALRFXTkOOUHK1EtK2wtaz5Ry4YfYCA_0QTpQtUbVlUls0VJXg7A8u-Ts1XbjhazAkj7I99e8QcYP7DkM",
+                    "p256dh": "BNcRdreALRFXTkOOUHK1EtK2wtaz5Ry4YfYCA_0QTpQtUbVlUls0VJXg7A8u"
+                    "-Ts1XbjhazAkj7I99e8QcYP7DkM",
                     "auth": "tBHItJI5svbpez7KI4CCXg",
                 },
             },

@@ -160,6 +160,11 @@ class Browsing:
         self.contexts.append(context)
         return context
 
+    def anonymous_page(self) -> Any:
+        context = self.browser.new_context(base_url=self.live.base_url)
+        self.contexts.append(context)
+        return self.watch(context.new_page())
+
     def watch(self, page: Any) -> Any:
         page.on("console", self._console)
         page.on("pageerror", lambda error: self.errors.append(str(error)))

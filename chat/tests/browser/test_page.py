@@ -165,12 +165,13 @@ def test_the_page_reconnects_after_a_server_restart_and_loses_nothing(
 
     # A retried send with the same clientMessageId changes nothing.
     client_id = Message.objects.get(body="sent while offline").client_message_id
-    alice_page.evaluate(
-        """(id) => window.chatDebug.socket.send(
-            {type: "send-message", roomId: %d, message: "sent while offline", clientMessageId: id})"""
-        % general.pk,
-        client_id,
-    )
+    retry = {
+        "type": "send-message",
+        "roomId": general.pk,
+        "message": "sent while offline",
+        "clientMessageId": client_id,
+    }
+    alice_page.evaluate("(frame) => window.chatDebug.socket.send(frame)", retry)
     expect(bob_page).to_have_title("(2) Chat")
     assert Message.objects.filter(body="sent while offline").count() == 1
     assert browsing.errors == []
