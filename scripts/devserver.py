@@ -107,6 +107,7 @@ def print_demo_summary(seed_stdout: str, port: int) -> None:
     python = os.path.relpath(sys.executable, ROOT)
     python = sys.executable if python.startswith("..") else python
     credentials = f'{{"username":"user1","password":"{DEMO_PASSWORD}"}}'
+    print(f"\nThe chat page: http://127.0.0.1:{port}/ (sign in as user1, password {DEMO_PASSWORD})")
     print("\nGet a token, then open a WebSocket with it:")
     print(f"  curl -X POST localhost:{port}/api/auth/token -d '{credentials}'")
     print(f"  {python} -m websockets 'ws://127.0.0.1:{port}/ws/chat/?token=TOKEN'\n")
