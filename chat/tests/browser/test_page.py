@@ -5,6 +5,7 @@ and signs its browser contexts in; messages come from a page or from `message_se
 process, which reaches the pages through Redis like any other server process's would.
 """
 
+import json
 import os
 import re
 import shutil
@@ -256,4 +257,94 @@ def test_older_messages_load_on_scroll_on_a_phone_sized_screen(browsing: Browsin
     expect(messages.get_by_role("listitem").first).to_contain_text("message 00")
     expect(page.get_by_role("button", name="Load older messages")).to_be_hidden()
     browsing.screenshot(page, "phone")
+    assert browsing.errors == []
+
+
+PUBLIC_KEY = (  # an uncompressed P-256 point (RFC 8291's example), as the VAPID key endpoint gives
+    "BNcRdreALRFXTkOOUHK1EtK2wtaz5Ry4YfYCA_0QTpQtUbVlUls0VJXg7A8u-Ts1XbjhazAkj7I99e8QcYP7DkM"
+)
+# Headless Chromium has no push service to subscribe with, so the browser's subscribe() is
+# replaced by one that answers like a real subscription; everything around it is real.
+FAKE_SUBSCRIBE = """
+PushManager.prototype.subscribe = async function (options) {
+  window.subscribedWith = options;
+  return { toJSON: () => ({
+    endpoint: "https://push.example.com/send/page-test",
+    keys: { p256dh: "PUBLIC_KEY", auth: "tBHItJI5svbpez7KI4CCXg" },
+  }) };
+};
+""".replace("PUBLIC_KEY", PUBLIC_KEY)
+
+
+def test_notifications_opt_in_and_the_service_worker(browsing: Browsing) -> None:
+    from notifications.models import Device
+
+    alice = make_user("alice")
+    make_room("general", [alice])
+    context = browsing.context_for(alice)
+    context.grant_permissions(["notifications"])
+    context.add_init_script(FAKE_SUBSCRIBE)
+
+    # No VAPID key on the server: no button.
+    context.route("**/api/push/vapid-public-key", lambda route: route.fulfill(status=404))
+    page = browsing.open_page(context)
+    expect(room_button(page, "general")).to_be_visible()
+    expect(page.get_by_role("button", name="Enable notifications")).to_be_hidden()
+    page.close()
+
+    context.unroute("**/api/push/vapid-public-key")
+    context.route(
+        "**/api/push/vapid-public-key",
+        lambda route: route.fulfill(json={"publicKey": PUBLIC_KEY}),
+    )
+    page = browsing.open_page(context)
+    enable = page.get_by_role("button", name="Enable notifications")
+    enable.click()
+    expect(enable).to_be_hidden(timeout=WAIT_MS)
+    device = Device.objects.get(user=alice)
+    assert device.address == "https://push.example.com/send/page-test"
+    options = page.evaluate(
+        "() => ({visible: window.subscribedWith.userVisibleOnly,"
+        " keyBytes: window.subscribedWith.applicationServerKey.length})"
+    )
+    assert options == {"visible": True, "keyBytes": 65}
+
+    # A push as the worker sends it, delivered to the service worker through DevTools.
+    page.evaluate("() => navigator.serviceWorker.ready")
+    cdp = context.new_cdp_session(page)
+    registrations: list[str] = []
+    cdp.on(
+        "ServiceWorker.workerRegistrationUpdated",
+        lambda event: registrations.extend(r["registrationId"] for r in event["registrations"]),
+    )
+    cdp.send("ServiceWorker.enable")
+    deadline = time.monotonic() + 10
+    while not registrations and time.monotonic() < deadline:
+        page.wait_for_timeout(100)
+    assert registrations, "the service worker did not register"
+    payload = {
+        "type": "chat-message",
+        "roomId": 7,
+        "messageId": 1,
+        "title": "bob in general",
+        "body": "hello",
+        "badge": 3,
+    }
+    cdp.send(
+        "ServiceWorker.deliverPushMessage",
+        {
+            "origin": browsing.live.base_url,
+            "registrationId": registrations[0],
+            "data": json.dumps(payload),
+        },
+    )
+    shown = """async () => (await (await navigator.serviceWorker.ready).getNotifications())
+        .map((n) => ({title: n.title, body: n.body, roomId: n.data.roomId}))"""
+    deadline = time.monotonic() + 10
+    notifications: list[Any] = []
+    while not notifications and time.monotonic() < deadline:
+        notifications = page.evaluate(shown)
+        if not notifications:
+            page.wait_for_timeout(100)
+    assert notifications == [{"title": "bob in general", "body": "hello", "roomId": 7}]
     assert browsing.errors == []
