@@ -155,7 +155,9 @@ async function start() {
   socket.connect();
   const wanted = Number(location.hash.match(/^#room-(\d+)$/)?.[1]);
   if (wanted && rooms.has(wanted)) openRoom(wanted);
-  setUpPush(byId("enable-push")).catch((error) => console.warn("chat: push set-up failed", error));
+  window.chatDebug.push = setUpPush(byId("enable-push")).catch((error) =>
+    console.warn("chat: push set-up failed", error),
+  );
 }
 
 start();

@@ -7,6 +7,10 @@
 
 const BASE_DELAY_MS = 500;
 const MAX_DELAY_MS = 5000;
+// A connection that has said nothing for this long, a ping included, is taken as dead: a
+// network that vanishes without closing the TCP connection would otherwise look open for minutes.
+const PING_EVERY_MS = 20000;
+const SILENCE_LIMIT_MS = 30000;
 
 export function reconnectDelay(attempt, random = Math.random) {
   const ceiling = Math.min(MAX_DELAY_MS, BASE_DELAY_MS * 2 ** attempt);
@@ -31,13 +35,32 @@ export class ChatSocket {
     this.timer = null;
     const ws = new WebSocket(this.url);
     this.ws = ws;
-    ws.addEventListener("message", (event) => this.receive(event.data));
-    ws.addEventListener("close", () => {
-      if (this.ws !== ws) return;
-      this.ws = null;
-      this.scheduleReconnect();
+    this.heardAt = Date.now();
+    ws.addEventListener("message", (event) => {
+      this.heardAt = Date.now();
+      this.receive(event.data);
     });
+    ws.addEventListener("close", () => this.dropped(ws));
     // "error" is always followed by "close", which reconnects.
+    clearInterval(this.pinger);
+    this.pinger = setInterval(() => this.keepAlive(ws), PING_EVERY_MS);
+  }
+
+  dropped(ws) {
+    if (this.ws !== ws) return;
+    this.ws = null;
+    clearInterval(this.pinger);
+    this.scheduleReconnect();
+  }
+
+  keepAlive(ws) {
+    if (Date.now() - this.heardAt > SILENCE_LIMIT_MS) {
+      console.warn("chat: the connection went silent, reconnecting");
+      this.dropped(ws);
+      ws.close();
+      return;
+    }
+    if (ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify({ type: "ping" }));
   }
 
   receive(data) {

@@ -297,6 +297,8 @@ def test_notifications_opt_in_and_the_service_worker(browsing: Browsing) -> None
     # No VAPID key on the server: no button.
     context.route("**/api/push/vapid-public-key", lambda route: route.fulfill(status=404))
     page = browsing.open_page(context)
+    page.wait_for_function("() => window.chatDebug.push !== undefined")
+    page.evaluate("() => window.chatDebug.push")  # the set-up has finished
     expect(room_button(page, "general")).to_be_visible()
     expect(page.get_by_role("button", name="Enable notifications")).to_be_hidden()
     page.close()
@@ -327,7 +329,7 @@ def test_notifications_opt_in_and_the_service_worker(browsing: Browsing) -> None
         lambda event: registrations.extend(r["registrationId"] for r in event["registrations"]),
     )
     cdp.send("ServiceWorker.enable")
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + WAIT_MS / 1000
     while not registrations and time.monotonic() < deadline:
         page.wait_for_timeout(100)
     assert registrations, "the service worker did not register"
@@ -349,7 +351,7 @@ def test_notifications_opt_in_and_the_service_worker(browsing: Browsing) -> None
     )
     shown = """async () => (await (await navigator.serviceWorker.ready).getNotifications())
         .map((n) => ({title: n.title, body: n.body, roomId: n.data.roomId}))"""
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + WAIT_MS / 1000
     notifications: list[Any] = []
     while not notifications and time.monotonic() < deadline:
         notifications = page.evaluate(shown)
