@@ -88,16 +88,20 @@ async function openRoom(roomId) {
   await room.open(roomId, rooms.name(roomId));
 }
 
-function lastMessageIsNew(frame) {
-  return frame.rooms.some(
-    (entry) => !rooms.has(entry.roomId) || entry.lastMessageId > rooms.lastMessageId(entry.roomId),
+// Rooms joined, left or written to while we were away: their names and last messages.
+function listIsStale(frame) {
+  return (
+    frame.rooms.length !== rooms.count ||
+    frame.rooms.some(
+      (entry) =>
+        !rooms.has(entry.roomId) || entry.lastMessageId > rooms.lastMessageId(entry.roomId),
+    )
   );
 }
 
 const handlers = {
   "unread-state"(frame) {
-    if (badges.applySnapshot(frame) && Array.isArray(frame.rooms) && lastMessageIsNew(frame)) {
-      // Names and last messages of rooms joined or written to while we were away.
+    if (badges.applySnapshot(frame) && Array.isArray(frame.rooms) && listIsStale(frame)) {
       rooms.load().catch((error) => console.warn("chat: could not load rooms", error));
     }
   },

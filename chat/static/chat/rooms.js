@@ -28,6 +28,10 @@ export class RoomList {
     this.render();
   }
 
+  get count() {
+    return this.rooms.size;
+  }
+
   has(roomId) {
     return this.rooms.has(roomId);
   }

@@ -88,10 +88,14 @@ def _browser_tests_need_chromium() -> None:
         pytest.skip(MISSING)
 
 
-@pytest.fixture(scope="session")
+# Module scope, not session: while Playwright's sync API is alive its event loop counts as
+# running in this thread, which would change how every later test of the run behaves.
+
+
+@pytest.fixture(scope="module")
 def _allow_orm_beside_playwright() -> Iterator[None]:
-    # Playwright's sync API runs an event loop in this thread between calls, which makes
-    # Django's async-safety check refuse the test's own ORM calls.
+    # Playwright's running loop makes Django's async-safety check refuse the test's own ORM
+    # calls; the ORM is used from this one thread only, as in any sync test.
     previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
     os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
     yield
@@ -101,7 +105,7 @@ def _allow_orm_beside_playwright() -> Iterator[None]:
         os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def live_server_process(django_db_setup: None, django_db_blocker: Any) -> Iterator[LiveServer]:
     if MISSING is not None:
         pytest.skip(MISSING)
@@ -120,7 +124,7 @@ def live(live_server_process: LiveServer) -> Iterator[LiveServer]:
     yield live_server_process
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(_allow_orm_beside_playwright: None) -> Iterator[Any]:
     if MISSING is not None:
         pytest.skip(MISSING)
