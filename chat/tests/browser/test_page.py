@@ -359,3 +359,27 @@ def test_notifications_opt_in_and_the_service_worker(browsing: Browsing) -> None
             page.wait_for_timeout(100)
     assert notifications == [{"title": "bob in general", "body": "hello", "roomId": 7}]
     assert browsing.errors == []
+
+
+def test_reconnect_waits_grow_exponentially_to_a_cap_with_jitter(browsing: Browsing) -> None:
+    page = browsing.anonymous_page()
+    page.goto("/login/")
+    waits = page.evaluate(
+        """async () => {
+            const { reconnectDelay } = await import("/static/chat/socket.js");
+            return [0, 1, 2, 3, 4, 10, 50].map((attempt) => [
+                reconnectDelay(attempt, () => 0),
+                reconnectDelay(attempt, () => 1),
+            ]);
+        }"""
+    )
+    # Each wait lies between half and all of min(5 s, 0.5 s * 2^attempt).
+    assert waits == [
+        [250, 500],
+        [500, 1000],
+        [1000, 2000],
+        [2000, 4000],
+        [2500, 5000],
+        [2500, 5000],
+        [2500, 5000],
+    ]
