@@ -191,6 +191,41 @@ def test_the_page_reconnects_after_a_server_restart_and_loses_nothing(
     assert browsing.errors == []
 
 
+LOSE_THE_FIRST_REPLY = """() => {
+    const socket = window.chatDebug.socket;
+    const receive = socket.receive.bind(socket);
+    socket.receive = (data) => {
+        if (window.lostReply === undefined && data.includes('"message-sent"')) {
+            window.lostReply = JSON.parse(data);
+            socket.ws.close();  // the connection drops before the reply is read
+            return;
+        }
+        receive(data);
+    };
+}"""
+
+
+def test_a_send_whose_reply_was_lost_is_retried_and_saved_once(browsing: Browsing) -> None:
+    alice, bob = make_user("alice"), make_user("bob")
+    make_room("general", [alice, bob])
+    page = browsing.open_page(browsing.context_for(alice))
+    bob_page = browsing.open_page(browsing.context_for(bob))
+    room_button(page, "general").click()
+    page.evaluate(LOSE_THE_FIRST_REPLY)
+
+    page.get_by_label("Message general").fill("only once")
+    page.keyboard.press("Enter")
+    page.wait_for_function("() => window.lostReply !== undefined", timeout=WAIT_MS)
+    messages = page.get_by_role("list", name="Messages in general")
+    expect(messages).not_to_contain_text("sending…", timeout=WAIT_MS)
+    expect(messages.get_by_role("listitem").filter(has_text="only once")).to_have_count(1)
+    lost = page.evaluate("() => window.lostReply")
+    saved = Message.objects.get(body="only once")  # one row, whatever was retried
+    assert lost["messageId"] == saved.pk and lost["clientMessageId"] == saved.client_message_id
+    expect(bob_page).to_have_title("(1) Chat", timeout=WAIT_MS)
+    assert browsing.errors == []
+
+
 def test_a_user_never_sees_a_room_they_are_not_in(browsing: Browsing) -> None:
     alice, mallory = make_user("alice"), make_user("mallory")
     make_room("general", [alice, mallory])
