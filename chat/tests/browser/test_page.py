@@ -418,3 +418,47 @@ def test_reconnect_waits_grow_exponentially_to_a_cap_with_jitter(browsing: Brows
         [2500, 5000],
         [2500, 5000],
     ]
+
+
+def test_counts_follow_the_newest_version_not_the_latest_arrival(browsing: Browsing) -> None:
+    alice, bob = make_user("alice"), make_user("bob")
+    general = make_room("general", [alice, bob])
+    last = say(alice, general, "one")
+    page = browsing.open_page(browsing.context_for(bob))
+    expect(page).to_have_title("(1) Chat")
+    version = page.evaluate("() => window.chatDebug.badges.version")
+
+    def receive(frame: dict[str, Any]) -> None:
+        page.evaluate("(raw) => window.chatDebug.receive(raw)", json.dumps(frame))
+
+    def total_frame(version: int, total: int) -> dict[str, Any]:
+        return {
+            "type": "total-unread-count-updated",
+            "totalUnreadCount": total,
+            "roomId": general.pk,
+            "roomUnreadCount": total,
+            "version": version,
+        }
+
+    def snapshot(version: int, total: int) -> dict[str, Any]:
+        rooms = [{"roomId": general.pk, "unreadCount": total, "lastMessageId": last}]
+        return {
+            "type": "unread-state",
+            "totalUnreadCount": total,
+            "version": version,
+            "rooms": rooms,
+        }
+
+    receive(total_frame(version - 1, 9))  # older than what the page shows
+    receive(total_frame(version, 8))  # not newer either
+    receive(snapshot(version - 5, 7))
+    assert page.title() == "(1) Chat"
+    receive(snapshot(version + 1, 4))  # a fresh snapshot, sent at any time, wins
+    expect(page).to_have_title("(4) Chat")
+    expect(room_button(page, "general", 4)).to_be_visible()
+
+    # The server's next absolute total replaces whatever the page showed.
+    say(alice, general, "two")
+    expect(page).to_have_title("(2) Chat", timeout=WAIT_MS)
+    expect(room_button(page, "general", 2)).to_be_visible()
+    assert browsing.errors == []
