@@ -1,0 +1,232 @@
+"""WebPushBackend against a local Web Push service that checks VAPID and decrypts like a browser."""
+
+import asyncio
+import email.utils
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+from pytest_django.fixtures import Settings as SettingsWrapper
+
+from notifications.backends import PushMessage
+from notifications.tests.conftest import VapidKeys
+from notifications.tests.doubles.apns import TlsFiles, server_ssl_context
+from notifications.tests.doubles.webpush import Answer, WebPushService
+from notifications.webpush import WebPushBackend, parse_retry_after
+
+MESSAGE_PAYLOAD = {
+    "type": "chat-message",
+    "roomId": 7,
+    "messageId": 1234,
+    "title": "general",
+    "body": "lunch at noon? 🍜",
+    "badge": 5,
+}
+
+
+@pytest.fixture
+async def backend(webpush_service: WebPushService) -> AsyncIterator[WebPushBackend]:
+    backend = WebPushBackend()
+    yield backend
+    await backend.aclose()
+
+
+async def test_payload_arrives_decrypted_with_ttl_urgency_and_topic(
+    backend: WebPushBackend, webpush_service: WebPushService, vapid_keys: VapidKeys
+) -> None:
+    subscription = webpush_service.subscribe()
+    message = PushMessage(
+        payload=MESSAGE_PAYLOAD, ttl_seconds=3600, urgency="high", topic="room-7"
+    )
+
+    outcome = await backend.send(subscription.target(), message)
+
+    assert outcome.status == "delivered", outcome
+    [push] = webpush_service.pushes
+    assert push.subscription_id == subscription.id
+    assert push.payload == MESSAGE_PAYLOAD
+    assert (push.ttl, push.urgency, push.topic) == (3600, "high", "room-7")
+    # The JWT was verified against vapid_keys.public_key; its claims are the ones we set.
+    assert push.claims["aud"] == webpush_service.origin
+    assert push.claims["sub"] == "mailto:push-tests@example.com"
+    assert time.time() < push.claims["exp"] <= time.time() + 24 * 3600
+
+
+async def test_silent_badge_update_has_no_topic_unless_given(
+    backend: WebPushBackend, webpush_service: WebPushService
+) -> None:
+    subscription = webpush_service.subscribe()
+    await backend.send(
+        subscription.target(),
+        PushMessage(payload={"type": "badge", "badge": 0}, silent=True, urgency="low"),
+    )
+    [push] = webpush_service.pushes
+    assert push.payload == {"type": "badge", "badge": 0}
+    # TTL is always sent: pywebpush alone would send 0 ("now or never").
+    assert (push.ttl, push.urgency, push.topic) == (24 * 3600, "low", None)
+
+
+async def test_many_pushes_share_connections_and_token(
+    backend: WebPushBackend, webpush_service: WebPushService
+) -> None:
+    subscriptions = [webpush_service.subscribe() for _ in range(20)]
+    outcomes = await asyncio.gather(
+        *(
+            backend.send(s.target(i), PushMessage(payload={"type": "badge", "badge": i}))
+            for i, s in enumerate(subscriptions)
+        )
+    )
+    assert {o.status for o in outcomes} == {"delivered"}
+    badges = {push.subscription_id: push.payload["badge"] for push in webpush_service.pushes}
+    assert badges == {s.id: i for i, s in enumerate(subscriptions)}
+
+
+@pytest.mark.parametrize("status", [404, 410])
+async def test_gone_subscription(
+    backend: WebPushBackend, webpush_service: WebPushService, status: int
+) -> None:
+    webpush_service.answer_with(status)
+    outcome = await backend.send(webpush_service.subscribe().target(), _badge())
+    assert outcome.status == "gone"
+    assert str(status) in outcome.error
+
+
+async def test_unknown_endpoint_is_gone(
+    backend: WebPushBackend, webpush_service: WebPushService
+) -> None:
+    subscription = webpush_service.subscribe()
+    target = subscription.target()
+    forgotten = type(target)(1, "webpush", f"{webpush_service.origin}/push/expired", target.keys)
+    outcome = await backend.send(forgotten, _badge())
+    assert outcome.status == "gone"
+
+
+async def test_429_retries_after_the_delay_asked(
+    backend: WebPushBackend, webpush_service: WebPushService
+) -> None:
+    webpush_service.answer_with(429, retry_after="120")
+    outcome = await backend.send(webpush_service.subscribe().target(), _badge())
+    assert outcome.status == "retry"
+    assert outcome.retry_after_seconds == 120
+
+
+async def test_retry_after_as_an_http_date(
+    backend: WebPushBackend, webpush_service: WebPushService
+) -> None:
+    when = email.utils.formatdate(time.time() + 600, usegmt=True)
+    webpush_service.answer_with(503, retry_after=when)
+    outcome = await backend.send(webpush_service.subscribe().target(), _badge())
+    assert outcome.status == "retry"
+    assert outcome.retry_after_seconds is not None
+    assert 500 < outcome.retry_after_seconds <= 600
+
+
+async def test_500_retries_without_a_delay(
+    backend: WebPushBackend, webpush_service: WebPushService
+) -> None:
+    webpush_service.answer_with(500)
+    outcome = await backend.send(webpush_service.subscribe().target(), _badge())
+    assert (outcome.status, outcome.retry_after_seconds) == ("retry", None)
+    assert outcome.error.startswith("500")
+
+
+async def test_400_fails_for_good(
+    backend: WebPushBackend, webpush_service: WebPushService
+) -> None:
+    subscription = webpush_service.subscribe(answer=Answer(400))
+    outcome = await backend.send(subscription.target(), _badge())
+    assert outcome.status == "failed"
+    assert outcome.error.startswith("400")
+
+
+async def test_timeout_and_refused_connection_retry(
+    webpush_service: WebPushService, settings: SettingsWrapper
+) -> None:
+    settings.NOTIFICATIONS_PUSH_TIMEOUT_SECONDS = 0.2
+    webpush_service.delay_seconds = 2
+    backend = WebPushBackend()
+    try:
+        slow = await backend.send(webpush_service.subscribe().target(), _badge())
+        target = webpush_service.subscribe().target()
+        closed_port = type(target)(1, "webpush", "http://127.0.0.1:9/push/x", target.keys)
+        refused = await backend.send(closed_port, _badge())
+    finally:
+        await backend.aclose()
+    assert slow.status == "retry"
+    assert refused.status == "retry"
+
+
+async def test_a_signature_by_another_key_is_refused_by_the_service(
+    vapid_keys: VapidKeys, settings: SettingsWrapper
+) -> None:
+    # The double really checks the JWT: a server with another key gets a 403.
+    with WebPushService(vapid_public_key=vapid_keys.public_key) as service:
+        from notifications.vapid import vapid_key_pair_generate
+
+        settings.WEBPUSH_VAPID_PRIVATE_KEY = vapid_key_pair_generate()[0]
+        backend = WebPushBackend()
+        try:
+            outcome = await backend.send(service.subscribe().target(), _badge())
+        finally:
+            await backend.aclose()
+        assert outcome.status == "failed"
+        assert outcome.error.startswith("403")
+        assert service.rejections and not service.pushes
+
+
+async def test_not_configured_fails_without_sending(
+    webpush_service: WebPushService, settings: SettingsWrapper
+) -> None:
+    settings.WEBPUSH_VAPID_PRIVATE_KEY = ""
+    backend = WebPushBackend()
+    outcome = await backend.send(webpush_service.subscribe().target(), _badge())
+    await backend.aclose()
+    assert outcome.status == "failed"
+    assert not webpush_service.pushes
+
+
+async def test_bad_subscription_keys_fail(
+    backend: WebPushBackend, webpush_service: WebPushService
+) -> None:
+    target = webpush_service.subscribe().target()
+    broken = type(target)(1, "webpush", target.address, {"p256dh": "AAAA", "auth": "AAAA"})
+    outcome = await backend.send(broken, _badge())
+    assert outcome.status == "failed"
+
+
+async def test_https_with_a_certificate_trusted_through_ssl_cert_file(
+    vapid_keys: VapidKeys, tls_files: TlsFiles, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SSL_CERT_FILE", str(tls_files.ca_cert))
+    service = WebPushService(
+        vapid_public_key=vapid_keys.public_key, ssl_context=server_ssl_context(tls_files)
+    )
+    with service:
+        backend = WebPushBackend()
+        try:
+            outcome = await backend.send(service.subscribe().target(), _badge())
+        finally:
+            await backend.aclose()
+        monkeypatch.delenv("SSL_CERT_FILE")
+        untrusting = WebPushBackend()  # the system store alone does not know the test CA
+        try:
+            refused = await untrusting.send(service.subscribe().target(), _badge())
+        finally:
+            await untrusting.aclose()
+    assert outcome.status == "delivered", outcome
+    assert service.origin.startswith("https://")
+    assert refused.status == "retry"
+    assert "certificate" in refused.error.lower()
+
+
+def test_parse_retry_after() -> None:
+    now = 1_700_000_000.0
+    assert parse_retry_after("30") == 30
+    assert parse_retry_after(email.utils.formatdate(now + 90, usegmt=True), now=now) == 90
+    assert parse_retry_after(email.utils.formatdate(now - 90, usegmt=True), now=now) == 0
+    assert parse_retry_after("soon") is None
+    assert parse_retry_after(None) is None
+
+
+def _badge() -> PushMessage:
+    return PushMessage(payload={"type": "badge", "badge": 3}, silent=True)
