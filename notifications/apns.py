@@ -121,7 +121,7 @@ class ApnsBackend:
 def _request(target: PushTarget, message: PushMessage) -> NotificationRequest:
     payload = message.payload
     aps: dict[str, Any] = {"badge": int(payload.get("badge", 0))}
-    if message.silent:
+    if message.silent or payload.get("type") == "badge":
         # Badge only: no alert, no sound, no content-available. Apple's rules: push type
         # "background" is for content-available pushes that wake the app and must not carry a
         # badge, so a badge change is a user-visible ("alert") push; and a push that does not
