@@ -9,6 +9,7 @@ prints, one line that fits an environment variable).
 
 import base64
 import binascii
+import logging
 from functools import lru_cache
 
 from cryptography.hazmat.primitives import serialization
@@ -17,6 +18,8 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from chat.http import json_api, json_error
 from notifications.push_settings import push_settings
+
+logger = logging.getLogger(__name__)
 
 
 class VapidKeyError(ValueError):
@@ -81,7 +84,12 @@ def vapid_key_pair_generate() -> tuple[str, str]:
 @json_api(methods=("GET",), authenticated=False)
 def vapid_public_key_view(request: HttpRequest) -> HttpResponse:
     # Public by nature (every subscribed browser holds it), so no authentication.
-    key = configured_vapid_key()
+    try:
+        key = configured_vapid_key()
+    except VapidKeyError:
+        # The push backend turns Web Push off for the same reason; pages should not subscribe.
+        logger.exception("WEBPUSH_VAPID_PRIVATE_KEY is unusable")
+        key = None
     if key is None:
         return json_error("not_found", "Web Push is not configured on this server", 404)
     return JsonResponse({"publicKey": public_key_b64url(key)})
