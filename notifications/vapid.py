@@ -50,9 +50,7 @@ def load_vapid_private_key(text: str) -> ec.EllipticCurvePrivateKey:
         if isinstance(error, VapidKeyError):
             raise
         raise VapidKeyError(f"unreadable VAPID private key: {error}") from None
-    if not isinstance(key, ec.EllipticCurvePrivateKey) or not isinstance(
-        key.curve, ec.SECP256R1
-    ):
+    if not isinstance(key, ec.EllipticCurvePrivateKey) or not isinstance(key.curve, ec.SECP256R1):
         raise VapidKeyError("a VAPID key must be an EC key on the P-256 curve")
     return key
 

@@ -136,7 +136,7 @@ class WebPushBackend:
                 content_encoding="aes128gcm",
                 ttl=message.ttl_seconds,
                 headers=headers,
-                timeout=self._timeout,  # type: ignore[arg-type]  # aiohttp takes a ClientTimeout
+                timeout=self._timeout,  # pywebpush says float; aiohttp wants a ClientTimeout
                 aiohttp_session=self._client(),
             )
         except WebPushException as error:

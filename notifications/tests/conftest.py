@@ -13,7 +13,7 @@ from notifications.tests.doubles.apns import (
     make_tls_files,
 )
 from notifications.tests.doubles.webpush import WebPushService
-from notifications.vapid import public_key_b64url, vapid_key_pair_generate, load_vapid_private_key
+from notifications.vapid import load_vapid_private_key, public_key_b64url, vapid_key_pair_generate
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,8 @@ def test_generated_keys_load_back_as_a_pair() -> None:
 
 def test_pem_keys_are_accepted() -> None:
     key = ec.generate_private_key(ec.SECP256R1())
-    for private_format in (serialization.PrivateFormat.PKCS8, serialization.PrivateFormat.TraditionalOpenSSL):
+    formats = (serialization.PrivateFormat.PKCS8, serialization.PrivateFormat.TraditionalOpenSSL)
+    for private_format in formats:
         pem = key.private_bytes(
             serialization.Encoding.PEM, private_format, serialization.NoEncryption()
         ).decode()

@@ -35,9 +35,7 @@ async def test_payload_arrives_decrypted_with_ttl_urgency_and_topic(
     backend: WebPushBackend, webpush_service: WebPushService, vapid_keys: VapidKeys
 ) -> None:
     subscription = webpush_service.subscribe()
-    message = PushMessage(
-        payload=MESSAGE_PAYLOAD, ttl_seconds=3600, urgency="high", topic="room-7"
-    )
+    message = PushMessage(payload=MESSAGE_PAYLOAD, ttl_seconds=3600, urgency="high", topic="room-7")
 
     outcome = await backend.send(subscription.target(), message)
 
@@ -130,9 +128,7 @@ async def test_500_retries_without_a_delay(
     assert outcome.error.startswith("500")
 
 
-async def test_400_fails_for_good(
-    backend: WebPushBackend, webpush_service: WebPushService
-) -> None:
+async def test_400_fails_for_good(backend: WebPushBackend, webpush_service: WebPushService) -> None:
     subscription = webpush_service.subscribe(answer=Answer(400))
     outcome = await backend.send(subscription.target(), _badge())
     assert outcome.status == "failed"

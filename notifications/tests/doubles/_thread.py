@@ -3,7 +3,8 @@ subprocesses can all reach it."""
 
 import asyncio
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 
 class LoopThread:
@@ -14,7 +15,7 @@ class LoopThread:
         self.loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
 
-    def start(self, setup: Callable[[], Awaitable[None]], timeout: float = 10) -> None:
+    def start(self, setup: Callable[[], Coroutine[Any, Any, None]], timeout: float = 10) -> None:
         ready = threading.Event()
         failure: list[BaseException] = []
         loop = asyncio.new_event_loop()
@@ -39,7 +40,7 @@ class LoopThread:
         if failure:
             raise failure[0]
 
-    def stop(self, teardown: Callable[[], Awaitable[None]], timeout: float = 10) -> None:
+    def stop(self, teardown: Callable[[], Coroutine[Any, Any, None]], timeout: float = 10) -> None:
         if self.loop is None or self._thread is None:
             return
         loop = self.loop

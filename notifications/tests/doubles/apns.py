@@ -304,16 +304,14 @@ class _H2ServerProtocol(asyncio.Protocol):
                 self.transport.close()
         self._flush()
 
-    def _respond(self, stream_id: int, headers: dict[str, str], body: bytes) -> None:
+    def _respond(self, stream_id: int, headers: dict[str, str], body: bytearray) -> None:
         status, reason = self.service.handle(headers, bytes(body))
         response = [(":status", str(status)), ("apns-id", headers.get("apns-id", ""))]
         if reason is None:
             self.conn.send_headers(stream_id, response, end_stream=True)
         else:
             data = json.dumps({"reason": reason}).encode()
-            self.conn.send_headers(
-                stream_id, [*response, ("content-type", "application/json")]
-            )
+            self.conn.send_headers(stream_id, [*response, ("content-type", "application/json")])
             self.conn.send_data(stream_id, data, end_stream=True)
         self._flush()
 

@@ -227,9 +227,7 @@ class WebPushService:
         scheme, _, params = authorization.partition(" ")
         if scheme.lower() != "vapid":
             raise jwt.InvalidTokenError(f"Authorization scheme {scheme!r}, not vapid")
-        parts = dict(
-            item.strip().split("=", 1) for item in params.split(",") if "=" in item
-        )
+        parts = dict(item.strip().split("=", 1) for item in params.split(",") if "=" in item)
         token, key = parts.get("t", ""), parts.get("k", "")
         known = self._verified.get(token)
         if known is not None and known["exp"] > time.time() and key == known["_k"]:
@@ -260,9 +258,7 @@ class WebPushService:
         return web.json_response(subscription.as_json())
 
     async def _stats(self, request: web.Request) -> web.Response:
-        return web.json_response(
-            {"pushes": len(self.pushes), "rejections": self.rejections[:10]}
-        )
+        return web.json_response({"pushes": len(self.pushes), "rejections": self.rejections[:10]})
 
 
 def main(argv: list[str] | None = None) -> None:
