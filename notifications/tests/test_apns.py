@@ -93,6 +93,7 @@ async def test_many_pushes_over_one_connection(
     assert {o.status for o in outcomes} == {"delivered"}
     badges = {n.device_token: n.aps["badge"] for n in apns_service.notifications}
     assert badges == {t: i for i, t in enumerate(tokens)}
+    assert apns_service.connections == 1  # HTTP/2 multiplexes them
 
 
 @pytest.mark.parametrize(

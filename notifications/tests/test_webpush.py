@@ -64,6 +64,28 @@ async def test_silent_badge_update_has_no_topic_unless_given(
     assert (push.ttl, push.urgency, push.topic) == (24 * 3600, "low", None)
 
 
+async def test_pushes_one_after_another_reuse_one_connection(
+    backend: WebPushBackend, webpush_service: WebPushService
+) -> None:
+    for badge in range(5):
+        outcome = await backend.send(
+            webpush_service.subscribe().target(), PushMessage(payload={"type": "badge", "badge": badge})
+        )
+        assert outcome.status == "delivered"
+    assert len(webpush_service.connections) == 1
+
+
+async def test_a_slow_service_gets_the_pushes_at_once_not_in_turn(
+    backend: WebPushBackend, webpush_service: WebPushService
+) -> None:
+    webpush_service.delay_seconds = 0.5
+    subscriptions = [webpush_service.subscribe() for _ in range(40)]
+    outcomes = await asyncio.gather(*(backend.send(s.target(), _badge()) for s in subscriptions))
+    assert {o.status for o in outcomes} == {"delivered"}
+    # All 40 were waiting at the service together: the session does not queue them.
+    assert webpush_service.max_in_flight == 40
+
+
 async def test_many_pushes_share_connections_and_token(
     backend: WebPushBackend, webpush_service: WebPushService
 ) -> None:
@@ -77,6 +99,8 @@ async def test_many_pushes_share_connections_and_token(
     assert {o.status for o in outcomes} == {"delivered"}
     badges = {push.subscription_id: push.payload["badge"] for push in webpush_service.pushes}
     assert badges == {s.id: i for i, s in enumerate(subscriptions)}
+    # One VAPID token, signed once, served every push.
+    assert len({push.claims["exp"] for push in webpush_service.pushes}) == 1
 
 
 @pytest.mark.parametrize("status", [404, 410])

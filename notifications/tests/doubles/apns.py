@@ -176,6 +176,7 @@ class ApnsService:
         self.answers: dict[str, ApnsAnswer] = {}  # per device token
         self.notifications: list[ReceivedNotification] = []
         self.rejections: list[str] = []
+        self.connections = 0  # TLS connections accepted
         self.port = 0
         self._ssl = server_ssl_context(tls, alpn=["h2"])
         self._changed = threading.Condition()
@@ -272,6 +273,7 @@ class _H2ServerProtocol(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
+        self.service.connections += 1
         self.conn.initiate_connection()
         self._flush()
 

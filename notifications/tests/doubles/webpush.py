@@ -110,6 +110,9 @@ class WebPushService:
         self.answer = Answer()
         self.pushes: list[ReceivedPush] = []
         self.rejections: list[str] = []  # pushes refused for a protocol error, and why
+        self.connections: set[tuple[str, int]] = set()  # client (host, port) seen
+        self.in_flight = 0
+        self.max_in_flight = 0  # most requests the service held at once
         self._ssl = ssl_context
         self._subscriptions: dict[str, Subscription] = {}
         self._verified: dict[str, dict[str, Any]] = {}  # token -> claims
@@ -181,8 +184,19 @@ class WebPushService:
     # --- the protocol ---------------------------------------------------------------------
 
     async def _push(self, request: web.Request) -> web.Response:
-        if self.delay_seconds:
-            await asyncio.sleep(self.delay_seconds)
+        peer = request.transport.get_extra_info("peername") if request.transport else None
+        if peer:
+            self.connections.add((peer[0], peer[1]))
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            if self.delay_seconds:
+                await asyncio.sleep(self.delay_seconds)
+            return await self._answer(request)
+        finally:
+            self.in_flight -= 1
+
+    async def _answer(self, request: web.Request) -> web.Response:
         subscription = self._subscriptions.get(request.match_info["sid"])
         if subscription is None:
             return web.Response(status=404, text="no such subscription")
