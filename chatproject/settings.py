@@ -154,3 +154,6 @@ APNS_KEY_ID = os.environ.get("APNS_KEY_ID", "")
 APNS_TEAM_ID = os.environ.get("APNS_TEAM_ID", "")
 APNS_TOPIC = os.environ.get("APNS_TOPIC", "")
 APNS_USE_SANDBOX = _env_bool("APNS_USE_SANDBOX", False)
+# Another host than Apple's (a relay, or the tests' double for a worker in a subprocess).
+APNS_HOST = os.environ.get("APNS_HOST", "")
+APNS_PORT = int(os.environ.get("APNS_PORT") or 443)
