@@ -122,10 +122,11 @@ class WebPushBackend:
     async def send(self, target: PushTarget, message: PushMessage) -> PushOutcome:
         if self._signer is None or not self._signer.configured:
             return PushOutcome("failed", error="Web Push is not configured (no VAPID key)")
-        headers: dict[str, Any] = {
-            **self._signer.headers_for(target.address),
-            "Urgency": message.urgency,
-        }
+        if not _is_http_url(target.address):
+            return PushOutcome("failed", error=f"bad endpoint: {target.address[:200]!r}")
+        # A silent badge update is low urgency unless the worker said otherwise (backends.py).
+        urgency = "low" if message.silent and message.urgency == "normal" else message.urgency
+        headers: dict[str, Any] = {**self._signer.headers_for(target.address), "Urgency": urgency}
         if message.topic:
             headers["Topic"] = message.topic
         subscription: dict[str, Any] = {"endpoint": target.address, "keys": dict(target.keys)}
@@ -147,6 +148,8 @@ class WebPushBackend:
             return outcome_for_status(
                 status, retry_after=error.retry_after, error=_describe(status, error)
             )
+        except (aiohttp.InvalidURL, aiohttp.NonHttpUrlClientError) as error:
+            return PushOutcome("failed", error=f"bad endpoint: {error}")
         except (TimeoutError, aiohttp.ClientError) as error:
             return PushOutcome("retry", error=f"{type(error).__name__}: {error}".rstrip(": "))
         except (ValueError, TypeError) as error:
@@ -158,6 +161,11 @@ class WebPushBackend:
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+
+def _is_http_url(address: str) -> bool:
+    parts = urlsplit(address)
+    return parts.scheme in ("https", "http") and bool(parts.hostname)
 
 
 def _describe(status: int, error: WebPushException) -> str:

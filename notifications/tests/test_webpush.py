@@ -64,6 +64,15 @@ async def test_silent_badge_update_has_no_topic_unless_given(
     assert (push.ttl, push.urgency, push.topic) == (24 * 3600, "low", None)
 
 
+async def test_silent_pushes_default_to_low_urgency(
+    backend: WebPushBackend, webpush_service: WebPushService
+) -> None:
+    subscription = webpush_service.subscribe()
+    await backend.send(subscription.target(), _badge())
+    await backend.send(subscription.target(), PushMessage(MESSAGE_PAYLOAD))
+    assert [push.urgency for push in webpush_service.pushes] == ["low", "normal"]
+
+
 async def test_pushes_one_after_another_reuse_one_connection(
     backend: WebPushBackend, webpush_service: WebPushService
 ) -> None:
@@ -201,6 +210,15 @@ async def test_not_configured_fails_without_sending(
     await backend.aclose()
     assert outcome.status == "failed"
     assert not webpush_service.pushes
+
+
+async def test_a_bad_endpoint_fails(
+    backend: WebPushBackend, webpush_service: WebPushService
+) -> None:
+    target = webpush_service.subscribe().target()
+    broken = type(target)(1, "webpush", "ftp://push.example.com/x", target.keys)
+    outcome = await backend.send(broken, _badge())
+    assert outcome.status == "failed"
 
 
 async def test_bad_subscription_keys_fail(
