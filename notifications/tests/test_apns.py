@@ -164,3 +164,14 @@ async def test_not_configured_fails_without_sending(
     outcome = await backend.send(apns_target(device_token()), PushMessage(MESSAGE_PAYLOAD))
     assert outcome.status == "failed"
     assert not apns_service.notifications
+
+
+async def test_waiting_for_pushes_inside_the_senders_loop(
+    backend: ApnsBackend, apns_service: ApnsService
+) -> None:
+    sending = asyncio.create_task(
+        backend.send(apns_target(device_token()), PushMessage(MESSAGE_PAYLOAD))
+    )
+    [push] = await apns_service.wait_for_notifications_async(1)
+    assert push.aps["badge"] == 5
+    assert (await sending).status == "delivered"

@@ -266,3 +266,15 @@ def test_parse_retry_after() -> None:
 
 def _badge() -> PushMessage:
     return PushMessage(payload={"type": "badge", "badge": 3}, silent=True)
+
+
+async def test_waiting_for_pushes_inside_the_senders_loop(
+    backend: WebPushBackend, webpush_service: WebPushService
+) -> None:
+    subscription = webpush_service.subscribe()
+    sending = asyncio.create_task(backend.send(subscription.target(), _badge()))
+    [push] = await webpush_service.wait_for_pushes_async(1)
+    assert push.payload["type"] == "badge"
+    assert (await sending).status == "delivered"
+    with pytest.raises(TimeoutError):
+        await webpush_service.wait_for_pushes_async(2, timeout=0.1)

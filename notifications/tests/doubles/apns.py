@@ -192,6 +192,17 @@ class ApnsService:
                 raise TimeoutError(f"{len(self.notifications)} pushes of {count} arrived")
             return list(self.notifications)
 
+    async def wait_for_notifications_async(
+        self, count: int, timeout: float = 10
+    ) -> list[ReceivedNotification]:
+        """`wait_for_notifications` for a test whose event loop also runs the sender."""
+        deadline = time.monotonic() + timeout
+        while len(self.notifications) < count:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{len(self.notifications)} pushes of {count} arrived")
+            await asyncio.sleep(0.01)
+        return list(self.notifications)
+
     def start(self) -> "ApnsService":
         self._thread.start(self._serve)
         return self

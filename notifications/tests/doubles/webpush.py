@@ -152,6 +152,15 @@ class WebPushService:
                 raise TimeoutError(f"{len(self.pushes)} pushes of {count} arrived")
             return list(self.pushes)
 
+    async def wait_for_pushes_async(self, count: int, timeout: float = 10) -> list[ReceivedPush]:
+        """`wait_for_pushes` for a test whose event loop also runs the sender."""
+        deadline = time.monotonic() + timeout
+        while len(self.pushes) < count:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{len(self.pushes)} pushes of {count} arrived")
+            await asyncio.sleep(0.01)
+        return list(self.pushes)
+
     def start(self) -> "WebPushService":
         self._thread.start(self._serve)
         return self
