@@ -2,9 +2,9 @@
 
 The private key signs the JWT that tells a push service this server is the one a browser
 subscribed with; pages need the public key, as base64url of the uncompressed P-256 point, for
-`PushManager.subscribe({applicationServerKey})`. WEBPUSH_VAPID_PRIVATE_KEY takes either PEM text
-(what most tools print) or the raw 32-byte private scalar in base64url (what `generate_vapid_keys`
-prints, one line that fits an environment variable).
+`PushManager.subscribe({applicationServerKey})`. WEBPUSH_VAPID_PRIVATE_KEY takes PEM text (what
+most tools print; newlines may be escaped as `\\n`), the raw 32-byte private scalar in base64url
+(what `generate_vapid_keys` prints, one line that fits an environment variable), or DER in base64.
 """
 
 import base64
@@ -36,19 +36,20 @@ def b64url_decode(text: str) -> bytes:
 
 @lru_cache(maxsize=4)
 def load_vapid_private_key(text: str) -> ec.EllipticCurvePrivateKey:
-    """The P-256 key in `text`: PEM, or the raw private scalar in base64url."""
+    """The P-256 key in `text`: PEM, the raw private scalar in base64url, or DER in base64."""
     text = text.strip()
     try:
         if text.startswith("-----BEGIN"):
-            key = serialization.load_pem_private_key(text.encode("ascii"), password=None)
+            # PEM pasted into one environment line often comes with its newlines escaped.
+            pem = text.replace("\\n", "\n").encode("ascii")
+            key = serialization.load_pem_private_key(pem, password=None)
         else:
             raw = b64url_decode(text)
-            if len(raw) != 32:
-                raise VapidKeyError(f"a raw VAPID key has 32 bytes, this one {len(raw)}")
-            key = ec.derive_private_key(int.from_bytes(raw, "big"), ec.SECP256R1())
+            if len(raw) == 32:
+                key = ec.derive_private_key(int.from_bytes(raw, "big"), ec.SECP256R1())
+            else:  # DER in base64, what py-vapid's from_string also takes
+                key = serialization.load_der_private_key(raw, password=None)
     except (ValueError, TypeError, binascii.Error, UnicodeEncodeError) as error:
-        if isinstance(error, VapidKeyError):
-            raise
         raise VapidKeyError(f"unreadable VAPID private key: {error}") from None
     if not isinstance(key, ec.EllipticCurvePrivateKey) or not isinstance(key.curve, ec.SECP256R1):
         raise VapidKeyError("a VAPID key must be an EC key on the P-256 curve")

@@ -12,6 +12,7 @@ from pytest_django.fixtures import Settings as SettingsWrapper
 from notifications.tests.conftest import VapidKeys
 from notifications.vapid import (
     VapidKeyError,
+    b64url,
     b64url_decode,
     load_vapid_private_key,
     public_key_b64url,
@@ -34,7 +35,7 @@ def test_generated_keys_load_back_as_a_pair() -> None:
     assert "=" not in private_key + public_key
 
 
-def test_pem_keys_are_accepted() -> None:
+def test_pem_and_der_keys_are_accepted() -> None:
     key = ec.generate_private_key(ec.SECP256R1())
     formats = (serialization.PrivateFormat.PKCS8, serialization.PrivateFormat.TraditionalOpenSSL)
     for private_format in formats:
@@ -42,6 +43,14 @@ def test_pem_keys_are_accepted() -> None:
             serialization.Encoding.PEM, private_format, serialization.NoEncryption()
         ).decode()
         assert public_key_b64url(load_vapid_private_key(pem)) == public_key_b64url(key)
+        escaped = pem.strip().replace("\n", "\\n")  # one line in an env file
+        assert public_key_b64url(load_vapid_private_key(escaped)) == public_key_b64url(key)
+    der = key.private_bytes(
+        serialization.Encoding.DER,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    assert public_key_b64url(load_vapid_private_key(b64url(der))) == public_key_b64url(key)
 
 
 @pytest.mark.parametrize("text", ["not-a-key", "AAAA", "-----BEGIN PRIVATE KEY-----\nxx\n-----END"])
