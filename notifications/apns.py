@@ -15,6 +15,7 @@ text as body, `aps.badge` = the recipient's absolute unread count, and roomId/me
 """
 
 import asyncio
+import hashlib
 import logging
 import ssl
 from pathlib import Path
@@ -140,9 +141,17 @@ def _request(target: PushTarget, message: PushMessage) -> NotificationRequest:
         message={"aps": aps, **data},
         time_to_live=message.ttl_seconds,
         priority=priority,
-        collapse_key=message.topic or None,
+        collapse_key=_collapse_id(message.topic) if message.topic else None,
         push_type=push_type,
     )
+
+
+def _collapse_id(topic: str) -> str:
+    # APNs refuses an apns-collapse-id over 64 bytes (BadCollapseId); a digest keeps equal
+    # topics equal.
+    if len(topic.encode()) <= 64:
+        return topic
+    return hashlib.sha256(topic.encode()).hexdigest()
 
 
 async def _ignore_error(request: NotificationRequest, result: NotificationResult) -> None:

@@ -15,8 +15,10 @@ Answers become a `PushOutcome`: 201/202 delivered, 404/410 gone, 429 and 5xx ret
 """
 
 import email.utils
+import hashlib
 import json
 import logging
+import re
 import ssl
 import time
 from datetime import UTC, datetime
@@ -30,10 +32,11 @@ from pywebpush import WebPushException, webpush_async
 from notifications.app_settings import app_settings
 from notifications.backends import PushMessage, PushOutcome, PushTarget
 from notifications.push_settings import push_settings
-from notifications.vapid import VapidKeyError, configured_vapid_key
+from notifications.vapid import VapidKeyError, b64url, configured_vapid_key
 
 logger = logging.getLogger(__name__)
 
+_TOPIC = re.compile(r"[A-Za-z0-9_-]{1,32}")
 # RFC 8292 caps a token's life at 24 hours; 12 leaves room for a skewed clock at the service.
 VAPID_TOKEN_SECONDS = 12 * 3600
 
@@ -63,6 +66,17 @@ def outcome_for_status(status: int, *, retry_after: str | None, error: str) -> P
     if status == 429 or status >= 500:
         return PushOutcome("retry", error=error, retry_after_seconds=parse_retry_after(retry_after))
     return PushOutcome("failed", error=error)
+
+
+def web_push_topic(topic: str) -> str:
+    """`topic` if it is a valid Topic header (RFC 8030 §5.4), else a stable 32-character digest.
+
+    Push services refuse a push whose Topic is longer than 32 characters or not URL-safe base64;
+    the digest keeps what matters, that equal topics replace each other.
+    """
+    if _TOPIC.fullmatch(topic):
+        return topic
+    return b64url(hashlib.sha256(topic.encode()).digest())[:32]
 
 
 class _VapidSigner:
@@ -128,7 +142,7 @@ class WebPushBackend:
         urgency = "low" if message.silent and message.urgency == "normal" else message.urgency
         headers: dict[str, Any] = {**self._signer.headers_for(target.address), "Urgency": urgency}
         if message.topic:
-            headers["Topic"] = message.topic
+            headers["Topic"] = web_push_topic(message.topic)
         subscription: dict[str, Any] = {"endpoint": target.address, "keys": dict(target.keys)}
         try:
             await webpush_async(

@@ -80,6 +80,17 @@ async def test_no_collapse_id_without_a_topic(
     assert "apns-collapse-id" not in push.headers
 
 
+async def test_a_long_topic_becomes_a_collapse_id_apns_takes(
+    backend: ApnsBackend, apns_service: ApnsService
+) -> None:
+    topic = "badge-update-" + "x" * 80
+    for _ in range(2):
+        message = PushMessage(payload={"type": "badge", "badge": 1}, silent=True, topic=topic)
+        assert (await backend.send(apns_target(device_token()), message)).status == "delivered"
+    first, second = (n.headers["apns-collapse-id"] for n in apns_service.notifications)
+    assert first == second and len(first.encode()) <= 64
+
+
 async def test_many_pushes_over_one_connection(
     backend: ApnsBackend, apns_service: ApnsService
 ) -> None:

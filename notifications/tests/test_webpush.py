@@ -12,7 +12,7 @@ from notifications.backends import PushMessage
 from notifications.tests.conftest import VapidKeys
 from notifications.tests.doubles.apns import TlsFiles, server_ssl_context
 from notifications.tests.doubles.webpush import Answer, WebPushService
-from notifications.webpush import WebPushBackend, parse_retry_after
+from notifications.webpush import WebPushBackend, parse_retry_after, web_push_topic
 
 MESSAGE_PAYLOAD = {
     "type": "chat-message",
@@ -253,6 +253,20 @@ async def test_https_with_a_certificate_trusted_through_ssl_cert_file(
     assert service.origin.startswith("https://")
     assert refused.status == "retry"
     assert "certificate" in refused.error.lower()
+
+
+async def test_an_invalid_topic_is_replaced_by_a_stable_digest(
+    backend: WebPushBackend, webpush_service: WebPushService
+) -> None:
+    subscription = webpush_service.subscribe()
+    for topic in ("badge:user:42 (too long for a Web Push Topic header)", "room-7"):
+        message = PushMessage({"type": "badge", "badge": 1}, silent=True, topic=topic)
+        await backend.send(subscription.target(), message)
+    await backend.send(subscription.target(), message)
+    long_topic, short, again = (push.topic for push in webpush_service.pushes)
+    assert long_topic is not None and len(long_topic) == 32
+    assert (short, again) == ("room-7", "room-7")
+    assert web_push_topic("badge:user:42 (too long for a Web Push Topic header)") == long_topic
 
 
 def test_parse_retry_after() -> None:
