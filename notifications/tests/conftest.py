@@ -24,7 +24,10 @@ class VapidKeys:
 
 @pytest.fixture
 def vapid_keys(settings: SettingsWrapper) -> VapidKeys:
-    """A fresh VAPID key pair, configured as this server's (WEBPUSH_VAPID_PRIVATE_KEY)."""
+    """A fresh VAPID key pair, configured as this server's (WEBPUSH_VAPID_PRIVATE_KEY).
+
+    A worker in a subprocess gets it as `WEBPUSH_VAPID_PRIVATE_KEY=vapid_keys.private_key`.
+    """
     private_key, public_key = vapid_key_pair_generate()
     settings.WEBPUSH_VAPID_PRIVATE_KEY = private_key
     settings.WEBPUSH_VAPID_SUBJECT = "mailto:push-tests@example.com"
@@ -57,16 +60,18 @@ def apns_service(
 
     The client trusts the double's certificate the way production would trust a private CA:
     through SSL_CERT_FILE, which OpenSSL reads when the backend makes its TLS context.
+    `apns_service.environment()` does the same for a worker in a subprocess.
     """
     credentials = ApnsCredentials.generate(tmp_path_factory.mktemp("apns"))
-    monkeypatch.setenv("SSL_CERT_FILE", str(tls_files.ca_cert))
     with ApnsService(tls_files, credentials) as service:
-        settings.APNS_KEY_FILE = str(credentials.key_file)
-        settings.APNS_KEY_ID = credentials.key_id
-        settings.APNS_TEAM_ID = credentials.team_id
-        settings.APNS_TOPIC = credentials.topic
+        environment = service.environment()
+        monkeypatch.setenv("SSL_CERT_FILE", environment["SSL_CERT_FILE"])
+        settings.APNS_KEY_FILE = environment["APNS_KEY_FILE"]
+        settings.APNS_KEY_ID = environment["APNS_KEY_ID"]
+        settings.APNS_TEAM_ID = environment["APNS_TEAM_ID"]
+        settings.APNS_TOPIC = environment["APNS_TOPIC"]
         settings.APNS_USE_SANDBOX = True
-        settings.APNS_HOST = "127.0.0.1"
+        settings.APNS_HOST = environment["APNS_HOST"]
         settings.APNS_PORT = service.port
         yield service
     assert not service.rejections, service.rejections

@@ -171,6 +171,7 @@ class ApnsService:
         self, tls: TlsFiles, credentials: ApnsCredentials, *, delay_seconds: float = 0.0
     ) -> None:
         self.credentials = credentials
+        self.tls = tls
         self.delay_seconds = delay_seconds
         self.answer = ApnsAnswer()
         self.answers: dict[str, ApnsAnswer] = {}  # per device token
@@ -185,6 +186,19 @@ class ApnsService:
 
     def answer_with(self, status: int, reason: str | None = None) -> None:
         self.answer = ApnsAnswer(status, reason)
+
+    def environment(self) -> dict[str, str]:
+        """The environment that points a process (a worker in a subprocess) at this double."""
+        return {
+            "APNS_KEY_FILE": str(self.credentials.key_file),
+            "APNS_KEY_ID": self.credentials.key_id,
+            "APNS_TEAM_ID": self.credentials.team_id,
+            "APNS_TOPIC": self.credentials.topic,
+            "APNS_USE_SANDBOX": "1",
+            "APNS_HOST": "127.0.0.1",
+            "APNS_PORT": str(self.port),
+            "SSL_CERT_FILE": str(self.tls.ca_cert),
+        }
 
     def wait_for_notifications(self, count: int, timeout: float = 10) -> list[ReceivedNotification]:
         with self._changed:
