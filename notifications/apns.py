@@ -25,6 +25,8 @@ from aioapns import APNs, NotificationRequest, PushType
 from aioapns.common import NotificationResult
 from aioapns.exceptions import ConnectionError as ApnsConnectionError
 from aioapns.exceptions import MaxAttemptsExceeded
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from notifications.app_settings import app_settings
 from notifications.backends import PushMessage, PushOutcome, PushTarget
@@ -74,8 +76,15 @@ class ApnsBackend:
         # The system trust store (SSL_CERT_FILE honoured), and ALPN "h2" as HTTP/2 over TLS asks.
         context = ssl.create_default_context()
         context.set_alpn_protocols(["h2"])
+        key = Path(self._key_file).read_text()
+        # Checked here, once: aioapns would only fail when signing, on every push.
+        if not isinstance(
+            serialization.load_pem_private_key(key.encode(), password=None),
+            ec.EllipticCurvePrivateKey,
+        ):
+            raise ValueError("an APNs auth key is an EC (P-256) key")
         client = APNs(
-            key=Path(self._key_file).read_text(),
+            key=key,
             key_id=self._key_id,
             team_id=self._team_id,
             topic=self._topic,

@@ -3,6 +3,7 @@
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 from pytest_django.fixtures import Settings as SettingsWrapper
@@ -186,3 +187,21 @@ async def test_waiting_for_pushes_inside_the_senders_loop(
     [push] = await apns_service.wait_for_notifications_async(1)
     assert push.aps["badge"] == 5
     assert (await sending).status == "delivered"
+
+
+async def test_an_unusable_key_file_fails_without_sending(
+    apns_service: ApnsService, settings: SettingsWrapper, tmp_path: Path
+) -> None:
+    for content in ("not a key", None):
+        key_file = tmp_path / "AuthKey.p8"
+        if content is None:
+            key_file.unlink()
+        else:
+            key_file.write_text(content)
+        settings.APNS_KEY_FILE = str(key_file)
+        backend = ApnsBackend()
+        outcome = await backend.send(apns_target(device_token()), PushMessage(MESSAGE_PAYLOAD))
+        await backend.aclose()
+        assert outcome.status == "failed"
+        assert "APNs key unusable" in outcome.error
+    assert not apns_service.notifications
