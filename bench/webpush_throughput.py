@@ -7,7 +7,9 @@ so its JWT checks and decryption never share a CPU budget with the sender, with 
 seconds per request. Then, for each concurrency N, keeps N sends in flight through one backend
 (one event loop, one aiohttp session: what one push worker has) and prints pushes/s, the
 latency of a send (p50/p99) and the sender's CPU time per push. With a 0.5 s service, N in
-flight can at best reach 2N pushes/s; the CPU per push says where one core would stop.
+flight can at best reach 2N pushes/s; the CPU per push says where one core would stop (the
+"1-core ceiling": pushes/s if the sender had a whole core to itself). The load average is
+printed too: on a shared machine the sender gets only its share of a core.
 Numbers only, no assertions: the machine's load moves them.
 """
 
@@ -117,9 +119,10 @@ async def main(args: argparse.Namespace) -> None:
     try:
         targets = await subscriptions(origin, args.devices)
         print(f"Web Push double at {origin}, {args.delay} s per request, {len(targets)} devices")
+        print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
         print(
             f"{'in flight':>9} {'pushes':>7} {'pushes/s':>9} {'p50 ms':>8} {'p99 ms':>8} "
-            f"{'CPU us/push':>11} {'double CPU us/push':>18}  outcomes"
+            f"{'CPU us/push':>11} {'1-core ceiling/s':>16} {'double CPU us/push':>18}  outcomes"
         )
         for concurrency in args.concurrency:
             backend = WebPushBackend()
@@ -141,7 +144,7 @@ async def main(args: argparse.Namespace) -> None:
                 counts[outcome.status] = counts.get(outcome.status, 0) + 1
             print(
                 f"{concurrency:>9} {pushes:>7} {pushes / wall:>9.0f} {quantiles[49] * 1e3:>8.0f} "
-                f"{quantiles[98] * 1e3:>8.0f} {cpu / pushes * 1e6:>11.0f} "
+                f"{quantiles[98] * 1e3:>8.0f} {cpu / pushes * 1e6:>11.0f} {pushes / cpu:>16.0f} "
                 f"{double_cpu / pushes * 1e6:>18.0f}  {counts}"
             )
         seen = await stats(origin)
