@@ -2,6 +2,7 @@
 
 import asyncio
 import email.utils
+import socket
 import time
 from collections.abc import AsyncIterator
 
@@ -175,7 +176,7 @@ async def test_timeout_and_refused_connection_retry(
     try:
         slow = await backend.send(webpush_service.subscribe().target(), _badge())
         target = webpush_service.subscribe().target()
-        closed_port = type(target)(1, "webpush", "http://127.0.0.1:9/push/x", target.keys)
+        closed_port = type(target)(1, "webpush", f"http://127.0.0.1:{_free_port()}/x", target.keys)
         refused = await backend.send(closed_port, _badge())
     finally:
         await backend.aclose()
@@ -292,3 +293,10 @@ async def test_waiting_for_pushes_inside_the_senders_loop(
     assert (await sending).status == "delivered"
     with pytest.raises(TimeoutError):
         await webpush_service.wait_for_pushes_async(2, timeout=0.1)
+
+
+def _free_port() -> int:
+    """A port nothing listens on (bound, then released)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
