@@ -16,6 +16,7 @@ text as body, `aps.badge` = the recipient's absolute unread count, and roomId/me
 
 import asyncio
 import hashlib
+import json
 import logging
 import ssl
 from pathlib import Path
@@ -30,10 +31,13 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from notifications.app_settings import app_settings
 from notifications.backends import PushMessage, PushOutcome, PushTarget
+from notifications.push_payload import shorten_to_fit
 from notifications.push_settings import push_settings
 
 logger = logging.getLogger(__name__)
 
+# Apple's limit for a regular push's JSON.
+MAX_PAYLOAD_BYTES = 4096
 PRIORITY_IMMEDIATE = 10
 PRIORITY_POWER_SAVING = 5
 # The device is gone for good: the app was removed, or the token was never this app's.
@@ -129,9 +133,27 @@ class ApnsBackend:
 
 
 def _request(target: PushTarget, message: PushMessage) -> NotificationRequest:
-    payload = message.payload
+    silent = message.silent or message.payload.get("type") == "badge"
+    payload = shorten_to_fit(
+        message.payload,
+        max_bytes=MAX_PAYLOAD_BYTES,
+        size=lambda payload: len(_as_aioapns_sends(_apns_payload(payload, silent=silent)[0])),
+    )
+    apns_payload, push_type, priority = _apns_payload(payload, silent=silent)
+    return NotificationRequest(
+        device_token=target.address,
+        message=apns_payload,
+        time_to_live=message.ttl_seconds,
+        priority=priority,
+        collapse_key=_collapse_id(message.topic) if message.topic else None,
+        push_type=push_type,
+    )
+
+
+def _apns_payload(payload: dict[str, Any], *, silent: bool) -> tuple[dict[str, Any], PushType, int]:
+    """(the JSON APNs gets, push type, priority) for one of our payloads."""
     aps: dict[str, Any] = {"badge": int(payload.get("badge", 0))}
-    if message.silent or payload.get("type") == "badge":
+    if silent:
         # Badge only: no alert, no sound, no content-available. Apple's rules: push type
         # "background" is for content-available pushes that wake the app and must not carry a
         # badge, so a badge change is a user-visible ("alert") push; and a push that does not
@@ -145,14 +167,12 @@ def _request(target: PushTarget, message: PushMessage) -> NotificationRequest:
         aps["thread-id"] = f"room-{payload['roomId']}"
         push_type, priority = PushType.ALERT, PRIORITY_IMMEDIATE
         data = {"roomId": payload["roomId"], "messageId": payload["messageId"]}
-    return NotificationRequest(
-        device_token=target.address,
-        message={"aps": aps, **data},
-        time_to_live=message.ttl_seconds,
-        priority=priority,
-        collapse_key=_collapse_id(message.topic) if message.topic else None,
-        push_type=push_type,
-    )
+    return {"aps": aps, **data}, push_type, priority
+
+
+def _as_aioapns_sends(apns_payload: dict[str, Any]) -> bytes:
+    # The body aioapns puts on the wire (connection.py), whose size is what Apple limits.
+    return json.dumps(apns_payload, ensure_ascii=False).encode()
 
 
 def _collapse_id(topic: str) -> str:

@@ -16,7 +16,6 @@ Answers become a `PushOutcome`: 201/202 delivered, 404/410 gone, 429 and 5xx ret
 
 import email.utils
 import hashlib
-import json
 import logging
 import re
 import ssl
@@ -31,11 +30,15 @@ from pywebpush import WebPushException, webpush_async
 
 from notifications.app_settings import app_settings
 from notifications.backends import PushMessage, PushOutcome, PushTarget
+from notifications.push_payload import compact_json, shorten_to_fit
 from notifications.push_settings import push_settings
 from notifications.vapid import VapidKeyError, b64url, configured_vapid_key
 
 logger = logging.getLogger(__name__)
 
+# The 4096 bytes every push service takes (RFC 8030 §7.2), less aes128gcm's header (86 bytes
+# with the sender's key), padding delimiter (1) and tag (16).
+MAX_PAYLOAD_BYTES = 4096 - 103
 _TOPIC = re.compile(r"[A-Za-z0-9_-]{1,32}")
 # RFC 8292 caps a token's life at 24 hours; 12 leaves room for a skewed clock at the service.
 VAPID_TOKEN_SECONDS = 12 * 3600
@@ -147,7 +150,13 @@ class WebPushBackend:
         try:
             await webpush_async(
                 subscription,
-                data=json.dumps(message.payload, separators=(",", ":")),
+                data=compact_json(
+                    shorten_to_fit(
+                        message.payload,
+                        max_bytes=MAX_PAYLOAD_BYTES,
+                        size=lambda payload: len(compact_json(payload)),
+                    )
+                ),
                 content_encoding="aes128gcm",
                 ttl=message.ttl_seconds,
                 headers=headers,

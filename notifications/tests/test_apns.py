@@ -205,3 +205,15 @@ async def test_an_unusable_key_file_fails_without_sending(
         assert outcome.status == "failed"
         assert "APNs key unusable" in outcome.error
     assert not apns_service.notifications
+
+
+async def test_a_long_message_is_shortened_to_fit_apns(
+    backend: ApnsBackend, apns_service: ApnsService
+) -> None:
+    payload = {**MESSAGE_PAYLOAD, "body": "é" * 4000}
+    outcome = await backend.send(apns_target(device_token()), PushMessage(payload))
+    assert outcome.status == "delivered", outcome
+    [push] = apns_service.notifications
+    body = push.aps["alert"]["body"]
+    assert body.endswith("…") and set(body[:-1]) == {"é"} and len(body) > 1800
+    assert push.aps["badge"] == 5

@@ -300,3 +300,15 @@ def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+async def test_a_long_message_is_shortened_to_fit_the_push_service(
+    backend: WebPushBackend, webpush_service: WebPushService
+) -> None:
+    payload = {**MESSAGE_PAYLOAD, "body": "🍜" * 4000}
+    outcome = await backend.send(webpush_service.subscribe().target(), PushMessage(payload))
+    assert outcome.status == "delivered", outcome
+    [push] = webpush_service.pushes
+    body = push.payload["body"]
+    assert body.endswith("…") and set(body[:-1]) == {"🍜"} and len(body) > 900
+    assert {**push.payload, "body": ""} == {**MESSAGE_PAYLOAD, "body": ""}

@@ -244,6 +244,10 @@ class ApnsService:
 
     def handle(self, headers: dict[str, str], body: bytes) -> tuple[int, str | None]:
         """(status, reason) for one request, recorded."""
+        if len(body) > 4096:
+            with self._changed:
+                self.rejections.append(f"payload of {len(body)} bytes")
+            return 413, "PayloadTooLarge"
         try:
             token = self._check(headers)
             payload = json.loads(body)

@@ -210,6 +210,10 @@ class WebPushService:
         if subscription is None:
             return web.Response(status=404, text="no such subscription")
         body = await request.read()
+        if len(body) > 4096:  # what every push service must take, and FCM's limit
+            with self._changed:
+                self.rejections.append(f"payload of {len(body)} bytes")
+            return web.Response(status=413)
         try:
             claims = self._check_vapid(request.headers.get("Authorization", ""))
             ttl = int(request.headers["TTL"])
