@@ -150,13 +150,7 @@ class WebPushBackend:
         try:
             await webpush_async(
                 subscription,
-                data=compact_json(
-                    shorten_to_fit(
-                        message.payload,
-                        max_bytes=MAX_PAYLOAD_BYTES,
-                        size=lambda payload: len(compact_json(payload)),
-                    )
-                ),
+                data=_payload_bytes(message.payload),
                 content_encoding="aes128gcm",
                 ttl=message.ttl_seconds,
                 headers=headers,
@@ -184,6 +178,16 @@ class WebPushBackend:
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+
+def _payload_bytes(payload: dict[str, Any]) -> bytes:
+    data = compact_json(payload)
+    if len(data) <= MAX_PAYLOAD_BYTES:
+        return data
+    shorter = shorten_to_fit(
+        payload, max_bytes=MAX_PAYLOAD_BYTES, size=lambda candidate: len(compact_json(candidate))
+    )
+    return compact_json(shorter)
 
 
 def _is_http_url(address: str) -> bool:
