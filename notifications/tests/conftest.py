@@ -11,6 +11,7 @@ from notifications.tests.doubles.apns import (
     ApnsService,
     TlsFiles,
     make_tls_files,
+    server_ssl_context,
 )
 from notifications.tests.doubles.webpush import WebPushService
 from notifications.vapid import load_vapid_private_key, public_key_b64url, vapid_key_pair_generate
@@ -39,6 +40,23 @@ def vapid_keys(settings: SettingsWrapper) -> VapidKeys:
 def webpush_service(vapid_keys: VapidKeys) -> Iterator[WebPushService]:
     """A Web Push service on 127.0.0.1 that accepts only this server's VAPID key."""
     with WebPushService(vapid_public_key=vapid_keys.public_key) as service:
+        yield service
+    assert not service.rejections, service.rejections
+
+
+@pytest.fixture
+def webpush_https_service(
+    vapid_keys: VapidKeys, tls_files: TlsFiles, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[WebPushService]:
+    """The Web Push double over HTTPS, trusted through SSL_CERT_FILE by backends made after.
+
+    Its endpoints are https URLs, as `POST /api/devices` requires of subscriptions.
+    """
+    monkeypatch.setenv("SSL_CERT_FILE", str(tls_files.ca_cert))
+    service = WebPushService(
+        vapid_public_key=vapid_keys.public_key, ssl_context=server_ssl_context(tls_files)
+    )
+    with service:
         yield service
     assert not service.rejections, service.rejections
 

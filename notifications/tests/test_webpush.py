@@ -7,9 +7,12 @@ import time
 from collections.abc import AsyncIterator
 
 import pytest
+from django.test import Client
 from pytest_django.fixtures import Settings as SettingsWrapper
 
-from notifications.backends import PushMessage
+from chat.tests.helpers import make_user, token_for
+from notifications.backends import PushMessage, PushTarget
+from notifications.models import Device
 from notifications.tests.conftest import VapidKeys
 from notifications.tests.doubles.apns import TlsFiles, server_ssl_context
 from notifications.tests.doubles.webpush import Answer, WebPushService
@@ -229,6 +232,32 @@ async def test_bad_subscription_keys_fail(
     broken = type(target)(1, "webpush", target.address, {"p256dh": "AAAA", "auth": "AAAA"})
     outcome = await backend.send(broken, _badge())
     assert outcome.status == "failed"
+
+
+@pytest.mark.django_db
+def test_a_subscription_registered_over_http_gets_its_push(
+    client: Client, webpush_https_service: WebPushService
+) -> None:
+    subscription = webpush_https_service.subscribe()
+    response = client.post(
+        "/api/devices",
+        {"kind": "webpush", "subscription": subscription.as_json()},
+        content_type="application/json",
+        headers={"Authorization": f"Bearer {token_for(make_user('alice'))}"},
+    )
+    assert response.status_code == 201, response.content
+    device = Device.objects.get(pk=response.json()["id"])
+    target = PushTarget(device.pk, device.kind, device.address, device.keys)
+
+    async def send() -> str:
+        backend = WebPushBackend()
+        try:
+            return (await backend.send(target, PushMessage(MESSAGE_PAYLOAD))).status
+        finally:
+            await backend.aclose()
+
+    assert asyncio.run(send()) == "delivered"
+    assert [push.payload for push in webpush_https_service.pushes] == [MESSAGE_PAYLOAD]
 
 
 async def test_https_with_a_certificate_trusted_through_ssl_cert_file(
