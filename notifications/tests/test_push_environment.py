@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 
-from notifications.tests.conftest import VapidKeys
 from notifications.tests.doubles.apns import ApnsService, device_token
+from notifications.tests.doubles.fixtures import VapidKeys
 from notifications.tests.doubles.webpush import WebPushService
 
 SCRIPT = """

@@ -9,7 +9,7 @@ from django.core.management import call_command
 from django.test import Client
 from pytest_django.fixtures import Settings as SettingsWrapper
 
-from notifications.tests.conftest import VapidKeys
+from notifications.tests.doubles.fixtures import VapidKeys
 from notifications.vapid import (
     VapidKeyError,
     b64url,

@@ -13,8 +13,8 @@ from pytest_django.fixtures import Settings as SettingsWrapper
 from chat.tests.helpers import make_user, token_for
 from notifications.backends import PushMessage, PushTarget
 from notifications.models import Device
-from notifications.tests.conftest import VapidKeys
 from notifications.tests.doubles.apns import TlsFiles, server_ssl_context
+from notifications.tests.doubles.fixtures import VapidKeys
 from notifications.tests.doubles.webpush import Answer, WebPushService
 from notifications.webpush import WebPushBackend, parse_retry_after, web_push_topic
 

@@ -1,4 +1,8 @@
-"""Fixtures of the notifications tests: local push services (doubles/) and the keys they check."""
+"""Fixtures of the push doubles and the keys they check, for any app's tests.
+
+Loaded for the whole test run by the root conftest.py (`pytest_plugins`), so tests anywhere can
+ask for `vapid_keys`, `webpush_service`, `webpush_https_service` or `apns_service`.
+"""
 
 from collections.abc import Iterator
 from dataclasses import dataclass
