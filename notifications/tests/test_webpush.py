@@ -154,6 +154,15 @@ async def test_retry_after_as_an_http_date(
     assert 500 < outcome.retry_after_seconds <= 600
 
 
+async def test_a_scripted_subscription_answers_in_turn(
+    backend: WebPushBackend, webpush_service: WebPushService
+) -> None:
+    subscription = webpush_service.subscribe(script=[Answer(429, "1"), Answer(500)])
+    outcomes = [(await backend.send(subscription.target(), _badge())).status for _ in range(3)]
+    assert outcomes == ["retry", "retry", "delivered"]
+    assert [push.status for push in webpush_service.pushes] == [429, 500, 201]
+
+
 async def test_500_retries_without_a_delay(
     backend: WebPushBackend, webpush_service: WebPushService
 ) -> None:

@@ -57,6 +57,8 @@ class Subscription:
     private_key: ec.EllipticCurvePrivateKey
     auth_secret: bytes
     answer: Answer | None = None
+    # Answers to give first, one per push, before `answer` (or the service's) takes over.
+    script: list[Answer] = field(default_factory=list)
 
     @property
     def p256dh(self) -> str:
@@ -127,7 +129,9 @@ class WebPushService:
 
     # --- control --------------------------------------------------------------------------
 
-    def subscribe(self, *, answer: Answer | None = None) -> Subscription:
+    def subscribe(
+        self, *, answer: Answer | None = None, script: list[Answer] | None = None
+    ) -> Subscription:
         sid = uuid.uuid4().hex
         subscription = Subscription(
             id=sid,
@@ -135,6 +139,7 @@ class WebPushService:
             private_key=ec.generate_private_key(ec.SECP256R1()),
             auth_secret=os.urandom(16),
             answer=answer,
+            script=list(script or []),
         )
         self._subscriptions[sid] = subscription
         return subscription
@@ -231,7 +236,8 @@ class WebPushService:
                 self.rejections.append(f"{type(error).__name__}: {error}")
                 self._changed.notify_all()
             return web.Response(status=400 if not isinstance(error, jwt.PyJWTError) else 403)
-        answer = subscription.answer or self.answer
+        answer = subscription.script.pop(0) if subscription.script else None
+        answer = answer or subscription.answer or self.answer
         with self._changed:
             self.pushes.append(
                 ReceivedPush(
