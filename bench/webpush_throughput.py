@@ -8,8 +8,9 @@ seconds per request. Then, for each concurrency N, keeps N sends in flight throu
 (one event loop, one aiohttp session: what one push worker has) and prints pushes/s, the
 latency of a send (p50/p99) and the sender's CPU time per push. With a 0.5 s service, N in
 flight can at best reach 2N pushes/s; the CPU per push says where one core would stop (the
-"1-core ceiling": pushes/s if the sender had a whole core to itself). The load average is
-printed too: on a shared machine the sender gets only its share of a core.
+"1-core ceiling": pushes/s if the sender had a whole core to itself). The load average and the
+sender's CPU share (its CPU time over the wall time) are printed too: on a shared machine the
+sender gets only its share of a core, and pushes/s = share / CPU per push.
 Numbers only, no assertions: the machine's load moves them.
 """
 
@@ -122,7 +123,8 @@ async def main(args: argparse.Namespace) -> None:
         print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
         print(
             f"{'in flight':>9} {'pushes':>7} {'pushes/s':>9} {'p50 ms':>8} {'p99 ms':>8} "
-            f"{'CPU us/push':>11} {'1-core ceiling/s':>16} {'double CPU us/push':>18}  outcomes"
+            f"{'CPU us/push':>11} {'CPU share':>9} {'1-core ceiling/s':>16} "
+            f"{'double CPU us/push':>18}  outcomes"
         )
         for concurrency in args.concurrency:
             backend = WebPushBackend()
@@ -144,7 +146,8 @@ async def main(args: argparse.Namespace) -> None:
                 counts[outcome.status] = counts.get(outcome.status, 0) + 1
             print(
                 f"{concurrency:>9} {pushes:>7} {pushes / wall:>9.0f} {quantiles[49] * 1e3:>8.0f} "
-                f"{quantiles[98] * 1e3:>8.0f} {cpu / pushes * 1e6:>11.0f} {pushes / cpu:>16.0f} "
+                f"{quantiles[98] * 1e3:>8.0f} {cpu / pushes * 1e6:>11.0f} {cpu / wall:>9.0%} "
+                f"{pushes / cpu:>16.0f} "
                 f"{double_cpu / pushes * 1e6:>18.0f}  {counts}"
             )
         seen = await stats(origin)
