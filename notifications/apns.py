@@ -9,9 +9,10 @@ aioapns names Apple's host in class attributes of its protocol classes; APNS_HOS
 (a test double, a relay) replace them in a subclass made for this backend, never in aioapns'
 own classes, so two backends of one process never see each other's host.
 
-Payloads (shared/PROTOCOL.md): a message push is an alert with the room's name as title, the
-text as body, `aps.badge` = the recipient's absolute unread count, and roomId/messageId beside
-`aps` for the app. A silent badge update carries `aps.badge` alone: see `_request`.
+Payloads (shared/PROTOCOL.md): a message push is an alert with the payload's title and body,
+`aps.badge` = the recipient's absolute unread count, and roomId/messageId beside `aps` for the
+app. A silent badge update carries `aps.badge` alone: see `_apns_payload` for why it is sent as
+an "alert" push at priority 5.
 """
 
 import asyncio
