@@ -52,3 +52,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     prefix = settings.REDIS_KEY_PREFIX
     for leftover in (Path(settings.BASE_DIR) / ".run").glob(f"{prefix}.sqlite3*"):
         leftover.unlink(missing_ok=True)
+
+
+# The push doubles' fixtures (vapid_keys, webpush_service, apns_service, ...), for every app.
+pytest_plugins = ["notifications.tests.doubles.fixtures"]

@@ -92,6 +92,19 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# --- Push protocols (notifications.webpush, notifications.apns; README "Web Push and APNs") --
+# Unset keys turn a protocol off: its backend answers "failed" and the public-key endpoint 404.
+WEBPUSH_VAPID_PRIVATE_KEY = os.environ.get("WEBPUSH_VAPID_PRIVATE_KEY", "")
+WEBPUSH_VAPID_SUBJECT = os.environ.get("WEBPUSH_VAPID_SUBJECT") or "mailto:admin@localhost"
+APNS_KEY_FILE = os.environ.get("APNS_KEY_FILE", "")
+APNS_KEY_ID = os.environ.get("APNS_KEY_ID", "")
+APNS_TEAM_ID = os.environ.get("APNS_TEAM_ID", "")
+APNS_TOPIC = os.environ.get("APNS_TOPIC", "")
+APNS_USE_SANDBOX = _env_bool("APNS_USE_SANDBOX", False)
+# Another host than Apple's (a relay, or the tests' double for a worker in a subprocess).
+APNS_HOST = os.environ.get("APNS_HOST", "")
+APNS_PORT = int(os.environ.get("APNS_PORT") or 443)
+
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
