@@ -211,7 +211,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
     async def chat_frames(self, event: dict[str, Any]) -> None:
         """Forward frames to the client, dropping badge updates older than what it has."""
         for frame in event["frames"]:
-            if frame.get("type") == "total-unread-count-updated":
+            if frame.get("type") in ("total-unread-count-updated", "unread-state"):
                 if frame["version"] <= self.last_version:
                     continue
                 self.last_version = frame["version"]

@@ -2,7 +2,7 @@
 
 import asyncio
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from channels.db import database_sync_to_async
@@ -180,7 +180,7 @@ async def test_a_close_published_by_another_process_reaches_the_connection(
     alice = await database_sync_to_async(make_user)("alice")
     client = await connect_with(await database_sync_to_async(token_for)(alice), opened)
     token_id = await database_sync_to_async(token_id_of)(alice)
-    config = settings.CHANNEL_LAYERS["default"]["CONFIG"]
+    config = cast(dict[str, Any], settings.CHANNEL_LAYERS["default"]["CONFIG"])
     other_process = PipelinedPubSubChannelLayer(**config)
 
     other_process.publish_to_groups([(user_group(alice.pk), dict(close_connections()))])
