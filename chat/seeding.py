@@ -96,6 +96,6 @@ def seed_demo_staff(
     """
     user, created = get_user_model().objects.get_or_create(username=username)
     user.set_password(password)
-    user.is_active = user.is_staff = user.is_superuser = True  # type: ignore[attr-defined]
+    user.is_active = user.is_staff = user.is_superuser = True
     user.save()
     return user, created
