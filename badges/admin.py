@@ -154,10 +154,11 @@ class MembershipCountsAdmin(MembershipAdmin):
         status = _status(self._counts(membership), membership.room_id)
         return None if status == MISSING else status == AGREES
 
-    @admin.display(description="viewing now", boolean=True)
-    def viewing_now(self, membership: Membership) -> bool:
+    # Text, not a boolean icon: not viewing is normal, not an error to paint red.
+    @admin.display(description="viewing now")
+    def viewing_now(self, membership: Membership) -> str:
         self._counts(membership)
-        return bool(membership._viewing)  # type: ignore[attr-defined]
+        return "viewing" if membership._viewing else "-"  # type: ignore[attr-defined]
 
 
 class UserCountsAdmin(UserAdmin):

@@ -212,6 +212,8 @@ async def test_users_page_shows_who_is_connected_and_deactivation_closes_them() 
         assert users[alice.pk]._connected == 1
         memberships = await database_sync_to_async(rows)("admin:chat_membership_changelist")
         assert memberships[alice.pk]._viewing is True
+        page = await database_sync_to_async(client.get)(reverse("admin:chat_membership_changelist"))
+        assert '<td class="field-viewing_now">viewing</td>' in page.content.decode()
 
         response = await database_sync_to_async(client.post)(
             reverse("admin:auth_user_changelist"),
