@@ -103,6 +103,11 @@ def test_drift_is_shown_and_filtered_when_redis_lies() -> None:
     counters.forget_users([alice.pk])
     assert "alice" in shown("admin:auth_user_changelist", "?counts=missing")
 
+    # With the filters' counts shown (Django's facets), the drift filter counts each choice.
+    faceted = client.get(reverse("admin:chat_membership_changelist") + "?_facets=True")
+    assert faceted.status_code == 200
+    assert "drifted from the database (1)" in faceted.content.decode()
+
     users = client.get(reverse("admin:auth_user_changelist")).content.decode()
     assert "5 ≠" in users  # bob's total
     detail = client.get(reverse("admin:auth_user_change", args=[bob.pk])).content.decode()
