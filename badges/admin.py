@@ -21,8 +21,7 @@ from django.http import HttpRequest
 from django.utils.html import format_html, format_html_join
 
 from badges.drift import ComparedCounts, compare_counts, compare_counts_in_batches
-from badges.reconcile import reconcile_unread_counts
-from badges.services import badges_resync_devices
+from badges.reconcile import badges_resync_devices, reconcile_unread_counts
 from chat import presence
 from chat.admin import MembershipAdmin
 from chat.models import Membership, Room

@@ -10,7 +10,6 @@ from badges.counters import Badge, Status, UserState
 from badges.events import ChatRoomUpdated, total_unread_count_updated
 from badges.selectors import room_truths_for_users
 from chat.events import MessageCreated, RoomRead, frames_message, message_frame, user_group
-from chat.unread import unread_state
 from chatproject import fanout
 from chatproject.metrics import COUNTERS_REBUILT
 
@@ -112,12 +111,4 @@ def badges_forget(user_ids: list[int]) -> None:
 def _total_frame(badge: Badge, room_id: int) -> object:
     return total_unread_count_updated(
         total=badge.total, room_id=room_id, room_count=badge.room_count, version=badge.version
-    )
-
-
-def badges_resync_devices(user_ids: list[int]) -> None:
-    """Send each user's open connections a fresh `unread-state` (shared/PROTOCOL.md allows one
-    at any time), e.g. after staff repaired their counts."""
-    fanout.publish(
-        [(user_group(user_id), frames_message(unread_state(user_id))) for user_id in user_ids]
     )

@@ -16,10 +16,11 @@ from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
-from chat import presence, revocation, services, unread
+from chat import presence, services, unread
 from chat.app_settings import app_settings
 from chat.errors import BadRequest, ChatError, TooLarge
-from chat.events import CLOSE_REVOKED, CloseConnections, UnreadStateFrame, room_group, user_group
+from chat.events import CLOSE_REVOKED, CloseConnections, room_group, user_group
+from chat.revocation import still_authorized
 from chat.selectors import MAX_ID, iso_utc
 
 logger = logging.getLogger(__name__)
@@ -68,11 +69,12 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         # Join the user's group before reading the snapshot so no update falls in between;
         # updates older than the snapshot are dropped by version in `chat_frames`.
         await self.channel_layer.group_add(user_group(self.user_id), self.channel_name)
-        await self.accept()
-        snapshot = await database_sync_to_async(self._snapshot_if_authorized)()
-        if snapshot is None:  # revoked between the handshake and joining the group
-            await self.close(code=CLOSE_REVOKED)
+        if not await self._still_authorized():
+            await self.channel_layer.group_discard(user_group(self.user_id), self.channel_name)
+            await self.close()  # refused with HTTP 403, like any credential that fails
             return
+        await self.accept()
+        snapshot = await database_sync_to_async(unread.unread_state)(self.user_id)
         self.last_version = max(self.last_version, snapshot["version"])
         await self.send_json(snapshot)
         self.presence_task = asyncio.create_task(self._keep_presence())
@@ -199,6 +201,27 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
 
     # --- channel-layer events -----------------------------------------------------------
 
+    async def chat_close(self, event: CloseConnections) -> None:
+        """A credential was revoked (chat.revocation): close if it is the one this connection
+        authenticated with."""
+        if event["all"] or self._authenticated_by(event):
+            await self.close(code=CLOSE_REVOKED)
+
+    def _authenticated_by(self, event: CloseConnections) -> bool:
+        if self.scope.get("auth") == "token":
+            return self.scope.get("token_id") in event["token_ids"]
+        session_key = getattr(self.scope.get("session"), "session_key", None)
+        return session_key is not None and session_key in event["session_keys"]
+
+    async def _still_authorized(self) -> bool:
+        # Checked after joining the user's group: a revocation committed before this check is
+        # seen here, and one committed after it is published to a group we are already in.
+        return bool(
+            await database_sync_to_async(still_authorized)(
+                user_id=self.user_id, token_id=self.scope.get("token_id")
+            )
+        )
+
     async def dispatch(self, message: dict[str, Any]) -> None:
         # channels closes stale database connections before every handler, a hop to the ORM
         # thread; forwarding frames touches no database, and a 1,000-member fan-out would
@@ -217,28 +240,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
                 self.last_version = frame["version"]
             await self.send_json(frame)
 
-    async def chat_close(self, event: CloseConnections) -> None:
-        """Close this connection if the revoked credential is the one it authenticated with."""
-        if event["all"] or self._credential_in(event):
-            await self.close(code=CLOSE_REVOKED)
-
     # --- helpers ------------------------------------------------------------------------
-
-    def _credential_in(self, event: CloseConnections) -> bool:
-        if self.scope.get("auth") == "token":
-            return self.scope.get("token_id") in event["token_ids"]
-        session = self.scope.get("session")
-        session_key = getattr(session, "session_key", None)
-        return session_key is not None and session_key in event["session_keys"]
-
-    def _snapshot_if_authorized(self) -> UnreadStateFrame | None:
-        # Checked after joining the user's group: a revocation committed before this check is
-        # seen here, and one committed after it is published to a group we are already in.
-        if not revocation.still_authorized(
-            user_id=self.user_id, token_id=self.scope.get("token_id")
-        ):
-            return None
-        return unread.unread_state(self.user_id)
 
     async def _send_error(self, code: str, message: str, ref: str | None) -> None:
         await self.send_json({"type": "error", "code": code, "message": message, "ref": ref})

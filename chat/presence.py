@@ -39,12 +39,6 @@ def viewing_remove(*, room_ids: list[int], user_id: int, channel_name: str) -> N
     pipe.execute()
 
 
-def viewer_ids(room_id: int) -> set[int]:
-    """Users with at least one live connection viewing the room."""
-    entries: list[str] = redis_connection().zrangebyscore(_key(room_id), time.time(), "+inf")  # type: ignore[assignment]
-    return {int(entry.split(":", 1)[0]) for entry in entries}
-
-
 def viewers_by_room(room_ids: list[int]) -> dict[int, set[int]]:
     """`viewer_ids` of several rooms in one pipeline (the admin shows a page of them)."""
     pipe = redis_connection().pipeline(transaction=False)
@@ -52,7 +46,7 @@ def viewers_by_room(room_ids: list[int]) -> dict[int, set[int]]:
     for room_id in room_ids:
         pipe.zrangebyscore(_key(room_id), now, "+inf")
     return {
-        room_id: {int(entry.split(":", 1)[0]) for entry in entries}
+        room_id: {_user_of(entry) for entry in entries}
         for room_id, entries in zip(room_ids, pipe.execute(), strict=True)
     }
 
@@ -69,3 +63,15 @@ def connected_processes(user_ids: list[int]) -> dict[int, int]:
     layer = get_channel_layer()
     counts = layer.group_subscriber_counts([user_group(user_id) for user_id in user_ids])
     return {user_id: counts.get(user_group(user_id), 0) for user_id in user_ids}
+
+
+def _user_of(entry: str | bytes) -> int:
+    # Decoded or not, whichever way the shared client is configured.
+    text = entry.decode() if isinstance(entry, bytes) else entry
+    return int(text.split(":", 1)[0])
+
+
+def viewer_ids(room_id: int) -> set[int]:
+    """Users with at least one live connection viewing the room."""
+    entries: list[str] = redis_connection().zrangebyscore(_key(room_id), time.time(), "+inf")  # type: ignore[assignment]
+    return {int(entry.split(":", 1)[0]) for entry in entries}
