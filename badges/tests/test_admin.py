@@ -19,6 +19,7 @@ from chat.models import Membership, Message, Room
 from chat.tests.helpers import close_quietly, connect_user, make_room, make_user, token_for
 from chat.tests.test_revocation import close_code
 from chat.unread import room_badge
+from chatproject import lanes
 from chatproject.redis_client import redis_connection
 from notifications.models import Device
 
@@ -33,10 +34,12 @@ def staff_client() -> HttpClient:
 
 
 def room_with_unread(name: str, members: list[Any], count: int) -> Room:
-    """A room where every member but the first has `count` unread messages."""
+    """A room where every member but the first has `count` unread messages, counted: the
+    receivers' lanes are drained, so no badge frame of these messages is still on its way."""
     room = make_room(name, members)
     for number in range(count):
         Message.objects.create(room=room, sender=members[0], body=f"{name} {number}")
+    assert lanes.flush(10), "receiver lanes did not drain"
     return room
 
 
