@@ -6,6 +6,7 @@ class ChatConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
+        from django.apps import apps
         from django.conf import settings
         from django.contrib.auth.signals import user_logged_out
         from django.db.models.signals import post_delete, post_save
@@ -39,3 +40,9 @@ class ChatConfig(AppConfig):
         user_logged_out.connect(
             receivers.session_logged_out, dispatch_uid="chat.session_logged_out"
         )
+        if apps.is_installed("django.contrib.sessions"):
+            post_delete.connect(
+                receivers.session_deleted,
+                sender="sessions.Session",
+                dispatch_uid="chat.session_deleted",
+            )

@@ -2,6 +2,8 @@
 
 from typing import Any
 
+from django.contrib.auth import SESSION_KEY
+
 from chat import revocation, services
 from chat.events import (
     MessageCreated,
@@ -60,3 +62,13 @@ def session_logged_out(sender: Any, request: Any, user: Any, **kwargs: Any) -> N
     session_key = getattr(getattr(request, "session", None), "session_key", None)
     if user is not None and session_key:
         revocation.close_on_commit([(user.pk, close_connections(session_keys=[session_key]))])
+
+
+def session_deleted(sender: Any, instance: Any, **kwargs: Any) -> None:
+    # A session row deleted (logout's flush, `clearsessions` of expired ones, a login that
+    # cycles the key, staff deleting it): its connections lose their credential.
+    user_id = instance.get_decoded().get(SESSION_KEY)
+    if user_id is not None:
+        revocation.close_on_commit(
+            [(int(user_id), close_connections(session_keys=[instance.session_key]))]
+        )

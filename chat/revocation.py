@@ -11,6 +11,8 @@ Closes are published after commit: a revocation that rolls back closes nothing. 
 is not a guarantee on its own (pub/sub drops what is sent while Redis is unreachable), but
 the credential is dead in the database, so the client cannot come back with it.
 
+The receivers in chat/receivers.py call this for changes made anywhere (admin, shell): an
+inactive user saved, a user, token or session row deleted, a token saved revoked, a logout.
 What fires no signal cannot close anything: `QuerySet.update(is_active=False)` and raw SQL.
 Deactivate with `user_deactivate` (or a model `save()`), revoke with `token_revoke`.
 """

@@ -2,6 +2,7 @@
 
 import asyncio
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from typing import Any, cast
 
 import pytest
@@ -209,3 +210,29 @@ async def test_a_revocation_racing_the_handshake_still_closes(
 
     connected, client = await connect(token)
     assert not connected  # refused like any dead credential (HTTP 403)
+
+
+async def test_a_deleted_or_expired_session_closes_its_connections(opened: list[Client]) -> None:
+    from django.contrib.sessions.models import Session
+    from django.core.management import call_command
+    from django.utils import timezone
+
+    alice = await database_sync_to_async(make_user)("alice")
+    deleted, deleted_http = await connect_with_session(alice, opened)
+    expired, expired_http = await connect_with_session(alice, opened)
+    kept, _ = await connect_with_session(alice, opened)
+
+    def key_of(http: HttpClient) -> str:
+        return str(http.cookies[settings.SESSION_COOKIE_NAME].value)
+
+    def delete_and_expire() -> None:
+        Session.objects.get(session_key=key_of(deleted_http)).delete()  # as staff would
+        Session.objects.filter(session_key=key_of(expired_http)).update(
+            expire_date=timezone.now() - timedelta(seconds=1)
+        )
+        call_command("clearsessions")
+
+    await database_sync_to_async(delete_and_expire)()
+    assert await close_code(deleted) == CLOSE_REVOKED
+    assert await close_code(expired) == CLOSE_REVOKED
+    assert await still_open(kept)
