@@ -14,6 +14,9 @@ from badges import counters
 from badges.app_settings import app_settings
 from badges.selectors import unread_counts_from_db
 from badges.services import badges_rebuild_user
+from chat.events import frames_message, user_group
+from chat.unread import unread_state
+from chatproject import fanout
 from chatproject.metrics import COUNTERS_REPAIRED
 
 
@@ -91,3 +94,11 @@ def _reconcile_user(user_id: int, report: ReconcileReport, *, dry_run: bool) -> 
         badges_rebuild_user(user_id=user_id, reason="reconcile")
         report.counters_repaired += wrong
         COUNTERS_REPAIRED.inc(wrong)
+
+
+def badges_resync_devices(user_ids: list[int]) -> None:
+    """Send each user's open connections a fresh `unread-state` (shared/PROTOCOL.md allows one
+    at any time), so repaired counts show at once rather than at the user's next change."""
+    fanout.publish(
+        [(user_group(user_id), frames_message(unread_state(user_id))) for user_id in user_ids]
+    )

@@ -18,7 +18,9 @@ from django.utils.text import Truncator
 
 from chat.app_settings import app_settings
 from chat.models import AuthToken, Membership, Message, Room
+from chat.revocation import token_revoke
 from chat.selectors import latest_message_id
+from chat.services import room_mark_all_read
 
 
 class MembershipInline(admin.TabularInline):
@@ -65,6 +67,17 @@ class MembershipAdmin(admin.ModelAdmin):
     search_fields = ["user__username", "room__name"]
     raw_id_fields = ["room", "user"]
     readonly_fields = ["last_read_message_id"]
+    actions = ["mark_room_read"]
+
+    @admin.action(description="Mark the room read for the selected members", permissions=["change"])
+    def mark_room_read(self, request: HttpRequest, queryset: QuerySet[Membership]) -> None:
+        # One service call per member: each fires `room_read`, so their open devices update.
+        pairs = list(queryset.order_by("pk").values_list("user_id", "room_id"))
+        for user_id, room_id in pairs:
+            room_mark_all_read(user_id=user_id, room_id=room_id)
+        self.message_user(
+            request, f"Marked {len(pairs)} membership(s) read up to now.", messages.SUCCESS
+        )
 
     def save_model(self, request: HttpRequest, obj: Membership, form: Any, change: bool) -> None:
         if not change:
@@ -110,7 +123,7 @@ class MessageAdmin(admin.ModelAdmin):
     list_display = ["id", "room", "sender", "created_at", "short_body"]
     list_select_related = ["room", "sender"]
     list_filter = ["room", "created_at"]
-    search_fields = ["body", "sender__username"]
+    search_fields = ["body", "sender__username", "room__name"]
     raw_id_fields = ["room", "sender"]
     date_hierarchy = "created_at"
 
@@ -157,5 +170,6 @@ class AuthTokenAdmin(admin.ModelAdmin):
 
     @admin.action(description="Revoke selected tokens", permissions=["change"])
     def revoke_tokens(self, request: HttpRequest, queryset: QuerySet[AuthToken]) -> None:
-        revoked = queryset.filter(revoked_at__isnull=True).update(revoked_at=timezone.now())
+        # The service also closes the WebSocket connections these tokens opened.
+        revoked = token_revoke(token_ids=queryset.values_list("pk", flat=True))
         self.message_user(request, f"Revoked {revoked} token(s).", messages.SUCCESS)

@@ -19,7 +19,8 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from chat import presence, services, unread
 from chat.app_settings import app_settings
 from chat.errors import BadRequest, ChatError, TooLarge
-from chat.events import room_group, user_group
+from chat.events import CLOSE_REVOKED, CloseConnections, room_group, user_group
+from chat.revocation import still_authorized
 from chat.selectors import MAX_ID, iso_utc
 
 logger = logging.getLogger(__name__)
@@ -68,6 +69,10 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         # Join the user's group before reading the snapshot so no update falls in between;
         # updates older than the snapshot are dropped by version in `chat_frames`.
         await self.channel_layer.group_add(user_group(self.user_id), self.channel_name)
+        if not await self._still_authorized():
+            await self.channel_layer.group_discard(user_group(self.user_id), self.channel_name)
+            await self.close()  # refused with HTTP 403, like any credential that fails
+            return
         await self.accept()
         snapshot = await database_sync_to_async(unread.unread_state)(self.user_id)
         self.last_version = max(self.last_version, snapshot["version"])
@@ -196,6 +201,27 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
 
     # --- channel-layer events -----------------------------------------------------------
 
+    async def chat_close(self, event: CloseConnections) -> None:
+        """A credential was revoked (chat.revocation): close if it is the one this connection
+        authenticated with."""
+        if event["all"] or self._authenticated_by(event):
+            await self.close(code=CLOSE_REVOKED)
+
+    def _authenticated_by(self, event: CloseConnections) -> bool:
+        if self.scope.get("auth") == "token":
+            return self.scope.get("token_id") in event["token_ids"]
+        session_key = getattr(self.scope.get("session"), "session_key", None)
+        return session_key is not None and session_key in event["session_keys"]
+
+    async def _still_authorized(self) -> bool:
+        # Checked after joining the user's group: a revocation committed before this check is
+        # seen here, and one committed after it is published to a group we are already in.
+        return bool(
+            await database_sync_to_async(still_authorized)(
+                user_id=self.user_id, token_id=self.scope.get("token_id")
+            )
+        )
+
     async def dispatch(self, message: dict[str, Any]) -> None:
         # channels closes stale database connections before every handler, a hop to the ORM
         # thread; forwarding frames touches no database, and a 1,000-member fan-out would
@@ -208,7 +234,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
     async def chat_frames(self, event: dict[str, Any]) -> None:
         """Forward frames to the client, dropping badge updates older than what it has."""
         for frame in event["frames"]:
-            if frame.get("type") == "total-unread-count-updated":
+            if frame.get("type") in ("total-unread-count-updated", "unread-state"):
                 if frame["version"] <= self.last_version:
                     continue
                 self.last_version = frame["version"]

@@ -98,3 +98,35 @@ def room_group(room_id: int) -> str:
 def frames_message(*frames: object) -> dict[str, object]:
     """A channel-layer message that asks each receiving consumer to forward `frames`."""
     return {"type": "chat.frames", "frames": list(frames)}
+
+
+# The application close code of a connection whose credential was revoked (README, "Staff
+# admin"): the client should not reconnect with the same token or session.
+CLOSE_REVOKED = 4003
+
+
+class CloseConnections(TypedDict):
+    """Channel-layer event to a user's group: close the connections these credentials opened.
+
+    A connection closes (code 4003) when `all` is true (the user was deactivated or deleted),
+    when it authenticated with one of `token_ids`, or by session with one of `session_keys`.
+    """
+
+    type: Literal["chat.close"]
+    all: bool
+    token_ids: list[int]
+    session_keys: list[str]
+
+
+def close_connections(
+    *,
+    everything: bool = False,
+    token_ids: list[int] | None = None,
+    session_keys: list[str] | None = None,
+) -> CloseConnections:
+    return {
+        "type": "chat.close",
+        "all": everything,
+        "token_ids": token_ids or [],
+        "session_keys": session_keys or [],
+    }

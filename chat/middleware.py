@@ -9,21 +9,26 @@ from channels.middleware import BaseMiddleware
 from channels.security.websocket import OriginValidator
 from django.conf import settings
 
-from chat.tokens import user_for_token
+from chat.tokens import live_token
 
 
 class TokenAuthMiddleware(BaseMiddleware):
-    """Puts the token's user in scope["user"]; without a token the session decides."""
+    """Puts the token's user in scope["user"]; without a token the session decides.
+
+    The token's id goes in scope["token_id"]: revoking that token closes this connection
+    (chat.revocation).
+    """
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
         query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
         tokens = query.get("token")
         if tokens:
-            user = await database_sync_to_async(user_for_token)(tokens[0])
+            row = await database_sync_to_async(live_token)(tokens[0])
             scope = dict(scope)
             # A token that does not check out is refused, even beside a valid session.
-            scope["user"] = user if user is not None else _anonymous()
+            scope["user"] = row.user if row is not None else _anonymous()
             scope["auth"] = "token"
+            scope["token_id"] = row.pk if row is not None else None
         return await super().__call__(scope, receive, send)
 
 

@@ -2,9 +2,17 @@
 
 from typing import Any
 
-from chat import services
-from chat.events import MessageCreated, frames_message, message_frame, room_group
-from chat.models import Message
+from django.contrib.auth import SESSION_KEY
+
+from chat import revocation, services
+from chat.events import (
+    MessageCreated,
+    close_connections,
+    frames_message,
+    message_frame,
+    room_group,
+)
+from chat.models import AuthToken, Message
 from chatproject import fanout
 from chatproject.lanes import on_lane
 
@@ -20,3 +28,47 @@ def broadcast_chat_message(sender: Any, event: MessageCreated, **kwargs: Any) ->
     """`chat-message` to every connection viewing the room, the sender's included."""
     frame = {"type": "chat-message", "roomId": event["room_id"], "message": message_frame(event)}
     fanout.publish([(room_group(event["room_id"]), frames_message(frame))])
+
+
+# --- closing connections whose credential went away (chat.revocation) -------------------------
+# Whoever makes the change (admin, shell, a service), a model signal sees it; only
+# QuerySet.update and raw SQL do not (README, "Staff admin").
+
+
+def user_saved(sender: Any, instance: Any, **kwargs: Any) -> None:
+    # Every save of an inactive user closes its connections, without comparing with the stored
+    # state: an inactive user can have no legitimate connection (the handshake refuses them),
+    # and this also catches an instance built by hand rather than loaded.
+    if not instance.is_active and not kwargs.get("raw", False):
+        revocation.close_all_on_commit([instance.pk])
+
+
+def user_deleted(sender: Any, instance: Any, **kwargs: Any) -> None:
+    revocation.close_all_on_commit([instance.pk])
+
+
+def token_saved(sender: Any, instance: AuthToken, **kwargs: Any) -> None:
+    # A token revoked or expired by an edit (the admin's change form) closes what it opened.
+    if not instance.is_active and not kwargs.get("raw", False):
+        revocation.close_on_commit([(instance.user_id, close_connections(token_ids=[instance.pk]))])
+
+
+def token_deleted(sender: Any, instance: AuthToken, **kwargs: Any) -> None:
+    revocation.close_on_commit([(instance.user_id, close_connections(token_ids=[instance.pk]))])
+
+
+def session_logged_out(sender: Any, request: Any, user: Any, **kwargs: Any) -> None:
+    # Sent before the session is flushed, so its key still names the connections it opened.
+    session_key = getattr(getattr(request, "session", None), "session_key", None)
+    if user is not None and session_key:
+        revocation.close_on_commit([(user.pk, close_connections(session_keys=[session_key]))])
+
+
+def session_deleted(sender: Any, instance: Any, **kwargs: Any) -> None:
+    # A session row deleted (logout's flush, `clearsessions` of expired ones, a login that
+    # cycles the key, staff deleting it): its connections lose their credential.
+    user_id = instance.get_decoded().get(SESSION_KEY)
+    if user_id is not None:
+        revocation.close_on_commit(
+            [(int(user_id), close_connections(session_keys=[instance.session_key]))]
+        )

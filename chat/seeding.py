@@ -80,3 +80,22 @@ def _demo_user(username: str, password: str) -> AbstractBaseUser:
         user.set_password(password)
         user.save(update_fields=["password"])
     return user
+
+
+DEMO_STAFF_USERNAME = "staff"
+DEMO_STAFF_PASSWORD = "demo"
+
+
+def seed_demo_staff(
+    *, username: str = DEMO_STAFF_USERNAME, password: str = DEMO_STAFF_PASSWORD
+) -> tuple[AbstractBaseUser, bool]:
+    """A staff superuser for the development admin; returns it and whether it was new.
+
+    Idempotent, and it resets the password and flags each time, so the printed login always
+    works. For development only: the password is public.
+    """
+    user, created = get_user_model().objects.get_or_create(username=username)
+    user.set_password(password)
+    user.is_active = user.is_staff = user.is_superuser = True
+    user.save()
+    return user, created

@@ -30,8 +30,8 @@ def token_create(*, username: str, password: str) -> tuple[str, AbstractBaseUser
     return token, user
 
 
-def user_for_token(token: str) -> AbstractBaseUser | None:
-    """The active user behind a live token, or None (unknown, expired, revoked)."""
+def live_token(token: str) -> AuthToken | None:
+    """The live token row (its user loaded and active), or None (unknown, expired, revoked)."""
     if not token or len(token) > 200:
         return None
     row = (
@@ -42,6 +42,14 @@ def user_for_token(token: str) -> AbstractBaseUser | None:
         .first()
     )
     if row is None or not row.user.is_active:
+        return None
+    return row
+
+
+def user_for_token(token: str) -> AbstractBaseUser | None:
+    """The active user behind a live token, or None (unknown, expired, revoked)."""
+    row = live_token(token)
+    if row is None:
         return None
     user: AbstractBaseUser = row.user
     return user

@@ -42,6 +42,21 @@ class PipelinedPubSubChannelLayer(RedisPubSubChannelLayer):
                 pipe.publish(channel, payload)
             pipe.execute()
 
+    def group_subscriber_counts(self, groups: list[str]) -> dict[str, int]:
+        """How many layer connections (one per server process and shard) listen to each group:
+        a read-only view of where a group has live members. One PUBSUB NUMSUB per shard."""
+        clients = self._clients()
+        by_shard: dict[int, list[str]] = defaultdict(list)
+        for group in groups:
+            channel = f"{self._prefix}__group__{group}"
+            by_shard[_consistent_hash(channel, len(clients))].append(channel)
+        counts: dict[str, int] = {}
+        for shard, channels in by_shard.items():
+            for subscribed, count in clients[shard].pubsub_numsub(*channels):
+                name = subscribed.decode() if isinstance(subscribed, bytes) else str(subscribed)
+                counts[name.removeprefix(f"{self._prefix}__group__")] = int(count)
+        return counts
+
     def _clients(self) -> list[redis.Redis]:
         with self._sync_lock:
             if self._sync_clients is None:

@@ -48,6 +48,12 @@ def main() -> int:
         print(seed.stdout, end="")
         return seed.returncode
     print_demo_summary(seed.stdout, port)
+    # Refused (its message on stderr) when DEBUG is off; the stack runs without it then.
+    staff = subprocess.run([*MANAGE, "create_demo_staff"], cwd=ROOT, stdout=subprocess.DEVNULL)
+    if staff.returncode == 0:
+        print(
+            f"Staff admin: http://127.0.0.1:{port}/admin/ (login staff / demo, development only)\n"
+        )
 
     daphne_args = ["-b", "127.0.0.1", "-p", str(port), "chatproject.asgi:application"]
     return supervise([[*MANAGE, "run_push_worker"], [sys.executable, "-m", "daphne", *daphne_args]])

@@ -261,3 +261,19 @@ def test_admin_needs_a_staff_login(client: Client, db: None) -> None:
     response = client.get(reverse("admin:chat_message_changelist"))
     assert response.status_code == 302
     assert reverse("admin:login") in response["Location"]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "query, expected",
+    [("?q=lobby", {"hello there"}), ("?q=bob", {"bob speaks"}), ("?q=speaks", {"bob speaks"})],
+)
+def test_messages_are_searchable_by_room_sender_and_text(
+    admin_client_of_superuser: Client, query: str, expected: set[str]
+) -> None:
+    alice, bob = make_user("alice"), make_user("bob")
+    lobby, general = make_room("lobby", [alice]), make_room("general", [bob])
+    Message.objects.create(room=lobby, sender=alice, body="hello there")
+    Message.objects.create(room=general, sender=bob, body="bob speaks")
+    response = admin_client_of_superuser.get(reverse("admin:chat_message_changelist") + query)
+    assert {message.body for message in response.context["cl"].result_list} == expected
