@@ -62,6 +62,11 @@ let hideBannerTimer = null;
 
 function showStatus(status, info = {}) {
   clearTimeout(hideBannerTimer);
+  if (status === "revoked") {
+    // Signed out elsewhere (or by staff): the sign-in page, then back here.
+    location.assign(`/login/?next=${encodeURIComponent(location.pathname)}`);
+    return;
+  }
   if (status === "offline") {
     banner.hidden = false;
     banner.className = "banner offline";

@@ -11,6 +11,9 @@ const MAX_DELAY_MS = 5000;
 // network that vanishes without closing the TCP connection would otherwise look open for minutes.
 const PING_EVERY_MS = 20000;
 const SILENCE_LIMIT_MS = 30000;
+// The server closed the connection because its token or session was revoked, or the user
+// deactivated (README, close codes).
+const CLOSE_REVOKED = 4003;
 
 export function reconnectDelay(attempt, random = Math.random) {
   const ceiling = Math.min(MAX_DELAY_MS, BASE_DELAY_MS * 2 ** attempt);
@@ -18,7 +21,8 @@ export function reconnectDelay(attempt, random = Math.random) {
 }
 
 export class ChatSocket {
-  // onFrame(frame) for every valid frame; onStatus("connecting" | "online" | "offline", info).
+  // onFrame(frame) for every valid frame;
+  // onStatus("connecting" | "online" | "offline" | "revoked", info).
   constructor({ path = "/ws/chat/", onFrame, onStatus }) {
     const scheme = location.protocol === "https:" ? "wss:" : "ws:";
     this.url = `${scheme}//${location.host}${path}`;
@@ -40,7 +44,16 @@ export class ChatSocket {
       this.heardAt = Date.now();
       this.receive(event.data);
     });
-    ws.addEventListener("close", () => this.dropped(ws));
+    ws.addEventListener("close", (event) => {
+      if (event.code === CLOSE_REVOKED) {
+        // The credential behind this connection was revoked: reconnecting would be refused.
+        this.ws = null;
+        clearInterval(this.pinger);
+        this.onStatus("revoked");
+        return;
+      }
+      this.dropped(ws);
+    });
     // "error" is always followed by "close", which reconnects.
     clearInterval(this.pinger);
     this.pinger = setInterval(() => this.keepAlive(ws), PING_EVERY_MS);

@@ -462,3 +462,18 @@ def test_counts_follow_the_newest_version_not_the_latest_arrival(browsing: Brows
     expect(page).to_have_title("(2) Chat", timeout=WAIT_MS)
     expect(room_button(page, "general", 2)).to_be_visible()
     assert browsing.errors == []
+
+
+def test_a_deactivated_user_is_sent_to_the_sign_in_page(browsing: Browsing) -> None:
+    from chat.revocation import user_deactivate
+
+    alice = make_user("alice")
+    make_room("general", [alice])
+    page = browsing.open_page(browsing.context_for(alice))
+
+    user_deactivate(user_ids=[alice.pk])
+
+    # Closed with 4003: the page stops reconnecting and asks for a sign-in instead.
+    expect(page).to_have_url(re.compile(r"/login/\?next=(/|%2F)$"), timeout=WAIT_MS)
+    expect(page.get_by_label("Username")).to_be_visible()
+    assert browsing.errors == []
