@@ -24,14 +24,15 @@ def redis_connection() -> redis.Redis:
 
 def async_redis_connection(**overrides: Any) -> AsyncRedis:
     """A new asyncio client for one event loop (the push worker, the Redis watch)."""
-    options = settings.CACHES["default"]["OPTIONS"]
+    cache_config: dict[str, Any] = settings.CACHES["default"]
+    options = cache_config["OPTIONS"]
     kwargs: dict[str, Any] = {
         "decode_responses": True,
         "socket_connect_timeout": options["SOCKET_CONNECT_TIMEOUT"],
         "socket_timeout": options["SOCKET_TIMEOUT"],
     }
     kwargs.update(overrides)
-    return AsyncRedis.from_url(settings.CACHES["default"]["LOCATION"], **kwargs)
+    return AsyncRedis.from_url(cache_config["LOCATION"], **kwargs)
 
 
 def prefixed(*parts: object) -> str:
