@@ -1,0 +1,137 @@
+"""Redis stopped under two live daphne processes while clients keep sending, then started
+empty: every open connection shows the database's counts again on its own, without
+reconnecting (chat.live, chatproject.redis_watch)."""
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from channels.db import database_sync_to_async
+
+from badges.selectors import unread_counts_from_db
+from chat.models import Message
+from chat.tests.helpers import make_room, make_user, token_for
+from chat.tests.processes import OwnRedis, WsClient, start_servers
+
+pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+
+OUTAGE_SECONDS = 10
+
+
+def _truth(user_id: int) -> dict[int, int]:
+    return {room: unread for room, (_, unread) in unread_counts_from_db(user_id).items()}
+
+
+def _converged(client: WsClient, truth: dict[int, int], since: int) -> bool:
+    """The newest count the connection shows, and its newest snapshot, are the truth."""
+    snapshots = [f for f in client.frames[since:] if f["type"] == "unread-state"]
+    if not snapshots:
+        return False
+    rooms = {room["roomId"]: room["unreadCount"] for room in snapshots[-1]["rooms"]}
+    return rooms == truth and client.shown_total()[1] == sum(truth.values())
+
+
+async def _keep_sending(
+    client: WsClient, room_id: int, tag: str, stop: asyncio.Event, replies: list[Any]
+) -> None:
+    step = 0
+    while not stop.is_set():
+        step += 1
+        key = f"{tag}-{step}"
+        frame = {"type": "send-message", "roomId": room_id, "message": key, "clientMessageId": key}
+        reply = await client.request(frame, "message-sent")
+        replies.append((key, reply))
+        await asyncio.sleep(0.4)
+
+
+async def test_every_connection_converges_after_redis_comes_back_empty(
+    record_property: Callable[[str, object], None],
+) -> None:
+    redis = OwnRedis()
+    redis.start()
+    servers = []
+    clients: list[tuple[Any, WsClient]] = []
+    try:
+        servers = await asyncio.to_thread(start_servers, 2, REDIS_URL=redis.url)
+        people = await database_sync_to_async(lambda: [make_user(f"u{i}") for i in range(4)])()
+        rooms = await database_sync_to_async(
+            lambda: [make_room("a", people), make_room("b", people[:3])]
+        )()
+        for person in people:
+            for n, server in enumerate(servers):
+                token = await database_sync_to_async(token_for)(person)
+                client = await WsClient.open(server.ws_url(token), f"{person.username}@{n}")
+                clients.append((person, client))
+        # Some connections view a room, so presence must come back too.
+        await clients[0][1].request({"type": "join-room", "roomId": rooms[1].pk}, "joined-room")
+        await clients[3][1].request({"type": "join-room", "roomId": rooms[0].pk}, "joined-room")
+        replies: list[Any] = []
+        before = asyncio.Event()
+        before.set()
+        for i, (_, client) in enumerate(clients[:4]):
+            await _keep_sending(client, rooms[0].pk, f"pre{i}", before, replies)
+
+        # Redis goes away while everyone keeps sending.
+        stop = asyncio.Event()
+        senders = [
+            asyncio.ensure_future(_keep_sending(client, rooms[i % 2].pk, f"out{i}", stop, replies))
+            for i, (person, client) in enumerate(clients)
+            if i % 2 == 0 or person is not people[3]  # u3 is only in room a
+        ]
+        redis.stop()
+        await asyncio.sleep(OUTAGE_SECONDS)
+        stop.set()
+        await asyncio.gather(*senders)
+
+        # Back, empty; nobody does anything from here on.
+        marks = {client.name: len(client.frames) for _, client in clients}
+        redis.start()
+        restarted = time.monotonic()
+        truths = {person.pk: await database_sync_to_async(_truth)(person.pk) for person in people}
+        converged_at: dict[str, float] = {}
+        deadline = restarted + 60
+        while len(converged_at) < len(clients) and time.monotonic() < deadline:
+            for person, client in clients:
+                if client.name not in converged_at and _converged(
+                    client, truths[person.pk], marks[client.name]
+                ):
+                    converged_at[client.name] = time.monotonic() - restarted
+            await asyncio.sleep(0.05)
+        slowest = max(converged_at.values(), default=float("nan"))
+        record_property("convergence_seconds", round(slowest, 2))
+        print(
+            f"\nall {len(converged_at)}/{len(clients)} connections converged {slowest:.2f} s after Redis restarted"
+        )
+        assert len(converged_at) == len(clients), (
+            f"stale: {sorted(set(c.name for _, c in clients) - set(converged_at))}\n"
+            + servers[0].log_tail()
+        )
+
+        # Nothing was closed, and nothing after the restart was an error.
+        for _, client in clients:
+            assert client.closed is None, client.name
+            assert not [f for f in client.frames[marks[client.name] :] if f["type"] == "error"]
+
+        # Every send got a clear answer: saved and acknowledged, or refused and not saved.
+        outage = [(key, reply) for key, reply in replies if key.startswith("out")]
+        assert outage
+        saved = await database_sync_to_async(
+            lambda: dict(Message.objects.values_list("client_message_id", "id"))
+        )()
+        for key, reply in outage:
+            if reply["type"] == "message-sent":
+                assert saved[key] == reply["messageId"]
+            else:
+                assert key not in saved, reply
+        record_property("outage_sends", len(outage))
+        record_property(
+            "outage_sends_saved", sum(reply["type"] == "message-sent" for _, reply in outage)
+        )
+    finally:
+        for _, client in clients:
+            await client.close()
+        for server in servers:
+            server.stop()
+        redis.stop()
