@@ -84,6 +84,19 @@ async def test_every_connection_converges_after_redis_comes_back_empty(
         await asyncio.sleep(OUTAGE_SECONDS)
         stop.set()
         await asyncio.gather(*senders)
+        # Reading still works and answers with the database's counts.
+        reader, device = clients[7]
+        latest = await database_sync_to_async(
+            lambda: Message.objects.filter(room=rooms[0]).latest("id").pk
+        )()
+        read = await device.request(
+            {"type": "mark-read", "roomId": rooms[0].pk, "messageId": latest},
+            "total-unread-count-updated",
+        )
+        assert read["type"] == "total-unread-count-updated", read
+        assert read["totalUnreadCount"] == sum(
+            (await database_sync_to_async(_truth)(reader.pk)).values()
+        )
 
         # Back, empty; nobody does anything from here on.
         marks = {client.name: len(client.frames) for _, client in clients}
