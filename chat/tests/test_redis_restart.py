@@ -128,6 +128,27 @@ async def test_every_connection_converges_after_redis_comes_back_empty(
             assert client.closed is None, client.name
             assert not [f for f in client.frames[marks[client.name] :] if f["type"] == "error"]
 
+        # The pub/sub layer re-subscribed its groups: a new message badges every device again.
+        sent = await clients[0][1].request(
+            {
+                "type": "send-message",
+                "roomId": rooms[0].pk,
+                "message": "after",
+                "clientMessageId": "after",
+            },
+            "message-sent",
+        )
+        assert sent["type"] == "message-sent", sent
+        # u1's second device views room a: its presence came back, so it is shown the message,
+        # which moves u1's read pointer past everything in room a.
+        shown = await clients[3][1].receive_type("chat-message", timeout=15)
+        assert shown["message"]["id"] == sent["messageId"]
+        assert (await database_sync_to_async(_truth)(people[1].pk))[rooms[0].pk] == 0
+        for person, client in clients:
+            expected = sum((await database_sync_to_async(_truth)(person.pk)).values())
+            while client.shown_total()[1] != expected:
+                await client.receive_type("total-unread-count-updated", timeout=15)
+
         # Every send got a clear answer: saved and acknowledged, or refused and not saved.
         outage = [(key, reply) for key, reply in replies if key.startswith("out")]
         assert outage
