@@ -100,7 +100,7 @@ DATABASES = {
         os.environ.get("DATABASE_URL") or f"sqlite:///{BASE_DIR / 'db.sqlite3'}",
         # Consumers reach the ORM through database_sync_to_async, which closes connections
         # older than this: keeping them a minute saves a PostgreSQL handshake per frame.
-        conn_max_age=60,
+        conn_max_age=int(os.environ.get("CONN_MAX_AGE") or 60),
         conn_health_checks=True,
     )
 }

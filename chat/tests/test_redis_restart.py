@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from channels.db import database_sync_to_async
+from websockets.exceptions import InvalidStatus
 
 from badges.selectors import unread_counts_from_db
 from chat.models import Message
@@ -84,6 +85,11 @@ async def test_every_connection_converges_after_redis_comes_back_empty(
         await asyncio.sleep(OUTAGE_SECONDS)
         stop.set()
         await asyncio.gather(*senders)
+        # A new connection is refused (the client retries) rather than left half-open.
+        token = await database_sync_to_async(token_for)(people[0])
+        with pytest.raises(InvalidStatus) as refused:
+            await WsClient.open(servers[0].ws_url(token), "during-outage")
+        assert refused.value.response.status_code == 500
         # Reading still works and answers with the database's counts.
         reader, device = clients[7]
         latest = await database_sync_to_async(
