@@ -12,6 +12,7 @@ from redis.exceptions import RedisError
 from badges.selectors import unread_counts_from_db
 from badges.services import badges_rebuild_users, badges_state
 from chat.unread import Counts
+from chatproject.redis_watch import redis_unreachable
 
 logger = logging.getLogger(__name__)
 
@@ -19,6 +20,8 @@ logger = logging.getLogger(__name__)
 class RedisUnreadCounts:
     def counts(self, user_id: int, room_ids: list[int]) -> Counts:
         try:
+            if redis_unreachable():
+                raise RedisError("Redis is unreachable")
             state = badges_state(user_id=user_id, room_ids=room_ids)
         except RedisError:
             logger.warning("Redis unavailable: counts of user %s from the database", user_id)

@@ -22,6 +22,7 @@ reach every connection; the caller resends whatever was missed before (chat.live
 import asyncio
 import contextlib
 import logging
+import threading
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -41,6 +42,18 @@ REDIS_RECOVERIES = Counter(
     "Times this process saw Redis come back (reconnected, restarted or emptied) and resynced.",
     ["reason"],
 )
+
+# Set while a watch of this process finds Redis unreachable.
+_unreachable = threading.Event()
+
+
+def redis_unreachable() -> bool:
+    """True while this process's watch finds Redis unreachable. Hot paths (presence, the
+    rate limit, counts) then skip their Redis copy at once: an unreachable host that drops
+    packets would otherwise cost each call its connect timeouts and retries, seconds spent
+    in the one ORM thread every request of the process shares."""
+    return _unreachable.is_set()
+
 
 # A process that dies leaves its sentinel behind this long at most.
 _SENTINEL_TTL_SECONDS = 3600
@@ -67,6 +80,7 @@ class RedisWatch:
                 await asyncio.sleep(self.interval)
                 await self._check(redis, first=False)
         finally:
+            _unreachable.clear()
             if self._probe_receive is not None:
                 self._probe_receive.cancel()
             with contextlib.suppress(Exception):
@@ -84,7 +98,9 @@ class RedisWatch:
             if self._pending != "reconnected":
                 logger.warning("Redis is unreachable (%s); will resync when it answers", error)
             self._pending = "reconnected"
+            _unreachable.set()
             return
+        _unreachable.clear()
         run_id = str(info.get("run_id", ""))
         if not first:
             if not existed and self._pending is None:
