@@ -59,5 +59,7 @@ async def test_emptied_redis_resends_snapshots_and_presence() -> None:
         await eventually(lambda: bob.pk in presence.viewer_ids(room.pk), seconds=5)
     finally:
         await close_quietly(clients)
+    # No listener leaks: the registry is empty and the loop's watch has stopped.
     await eventually(lambda: not live.live_connections(), seconds=2)
-    await asyncio.sleep(0)
+    state = live._loops[asyncio.get_running_loop()]
+    assert state.watch_task is None
