@@ -11,12 +11,14 @@ would reconnect silently and hide the failure), three things in one round trip:
 - what is the server's `run_id`? (changed: restarted, even if it kept its data)
 - and it re-sets the sentinel.
 
-Any failure marks Redis down. When Redis answers again after a failure, or the sentinel is
-missing, or the run id changed, the watch first waits until the channel layer delivers
-again (a probe sent to a channel of its own comes back: channels-redis' subscriber reconnects
-and re-subscribes on its own, about a second after Redis returns, and calls no hook, see
-channels_redis#406), then awaits `on_recovered(reason)` once. Frames published after that
-reach every connection; the caller resends whatever was missed before (chat.live).
+A failure is checked again at once on a new connection (a restart between two checks only
+breaks our socket); a second failure marks Redis down. When Redis answers again after a
+failure, or the sentinel is missing, or the run id changed, the watch first waits until the
+channel layer delivers again (a probe sent to a channel of its own comes back: channels-redis'
+subscriber reconnects and re-subscribes on its own, about a second after Redis returns, and
+calls no hook, see channels_redis#406), then awaits `on_recovered(reason)` once. Frames
+published after that reach every connection; the caller resends whatever was missed before
+(chat.live).
 """
 
 import asyncio
@@ -95,10 +97,16 @@ class RedisWatch:
             pipe.info("server")
             existed, _, info = await asyncio.wait_for(pipe.execute(), self.interval + 2)
         except Exception as error:  # any failure at all means "down"
-            if self._pending != "reconnected":
-                logger.warning("Redis is unreachable (%s); will resync when it answers", error)
+            was_up = self._pending != "reconnected"
             self._pending = "reconnected"
-            _unreachable.set()
+            if was_up:
+                # Often only our socket died with a Redis that restarted since the last
+                # check: a new connection at once may find it back.
+                logger.warning("Redis connection failed (%s); checking again", error)
+                await self._check(redis, first=first)
+            elif not _unreachable.is_set():
+                logger.warning("Redis is unreachable (%s); will resync when it answers", error)
+                _unreachable.set()
             return
         _unreachable.clear()
         run_id = str(info.get("run_id", ""))

