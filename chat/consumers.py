@@ -219,17 +219,6 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
                 self.last_version = frame["version"]
             await self.send_json(frame)
 
-    async def resync(self) -> None:
-        """Called by chat.live when Redis came back: the frames published while it was away
-        are lost, and a flush or restart lost this connection's presence entries too."""
-        if self.viewing:
-            await sync_to_async(presence.viewing_add, thread_sensitive=False)(
-                room_ids=list(self.viewing), user_id=self.user_id, channel_name=self.channel_name
-            )
-        snapshot = await database_sync_to_async(unread.unread_state)(self.user_id)
-        self.last_version = max(self.last_version, snapshot["version"])
-        await self.send_json(snapshot)
-
     # --- helpers ------------------------------------------------------------------------
 
     async def _send_error(self, code: str, message: str, ref: str | None) -> None:
@@ -250,3 +239,14 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
                 )
             except Exception:
                 logger.warning("could not refresh presence of user %s", self.user_id)
+
+    async def resync(self) -> None:
+        """Called by chat.live when Redis came back: the frames published while it was away
+        are lost, and a flush or restart lost this connection's presence entries too."""
+        if self.viewing:
+            await sync_to_async(presence.viewing_add, thread_sensitive=False)(
+                room_ids=list(self.viewing), user_id=self.user_id, channel_name=self.channel_name
+            )
+        snapshot = await database_sync_to_async(unread.unread_state)(self.user_id)
+        self.last_version = max(self.last_version, snapshot["version"])
+        await self.send_json(snapshot)

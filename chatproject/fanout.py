@@ -10,7 +10,6 @@ import time
 from typing import Any
 
 from channels.layers import get_channel_layer
-from redis.exceptions import RedisError
 
 from chatproject.metrics import BADGE_LATENCY, FANOUT_FAILURES
 
@@ -31,13 +30,7 @@ def publish(sends: list[GroupSend], *, committed_at: float | None = None) -> Non
             layer.publish_to_groups(sends[start : start + _CHUNK])
         if committed_at is not None:
             BADGE_LATENCY.observe(time.perf_counter() - committed_at)
-    except Exception as error:
+    except Exception:
         FANOUT_FAILURES.inc()
         groups = sorted({group for group, _ in sends})
-        # An outage fails every publish alike: a line each, not a traceback each.
-        logger.error(
-            "could not publish %d frames to groups %s",
-            len(sends),
-            groups[:20],
-            exc_info=not isinstance(error, RedisError),
-        )
+        logger.exception("could not publish %d frames to groups %s", len(sends), groups[:20])

@@ -21,9 +21,9 @@ def _env_bool(name: str, default: bool) -> bool:
     return value.strip().lower() in {"1", "true", "yes", "on"}
 
 
-# Operators' knobs (README "Configuration"): each app reads its own setting with the default
-# in its app_settings.py; the environment sets one only when it names it, so every default
-# lives in one place.
+# Operators' knobs (README "Settings operators tune"): each app reads its own setting with
+# the default in its app_settings.py; the environment sets one only when it names it, so
+# every default lives in one place.
 _OPERATOR_SETTINGS: dict[str, type[int] | type[float]] = {
     "CHAT_RATE_LIMIT_MESSAGES": int,
     "CHAT_RATE_LIMIT_WINDOW_SECONDS": int,
@@ -42,6 +42,9 @@ def _operator_settings_from_env() -> dict[str, int | float]:
         for name, cast in _OPERATOR_SETTINGS.items()
         if os.environ.get(name, "").strip()
     }
+
+
+globals().update(_operator_settings_from_env())
 
 
 DEBUG = _env_bool("DJANGO_DEBUG", True)
@@ -191,5 +194,3 @@ LOGGING = {
         "daphne": {"level": "WARNING"},
     },
 }
-
-globals().update(_operator_settings_from_env())
