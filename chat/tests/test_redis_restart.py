@@ -91,6 +91,13 @@ async def test_every_connection_converges_after_redis_comes_back_empty(
         with pytest.raises(InvalidStatus) as refused:
             await WsClient.open(servers[0].ws_url(token), "during-outage")
         assert refused.value.response.status_code == 500
+        # Joining needs Redis (the room's group, presence): refused, and nothing is saved.
+        unread_before = await database_sync_to_async(_truth)(people[3].pk)
+        joined = await clients[6][1].request(
+            {"type": "join-room", "roomId": rooms[0].pk}, "joined-room"
+        )
+        assert (joined["type"], joined["code"]) == ("error", "server_error"), joined
+        assert await database_sync_to_async(_truth)(people[3].pk) == unread_before
         # Reading still works and answers with the database's counts.
         reader, device = clients[7]
         latest = await database_sync_to_async(
