@@ -6,6 +6,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
+# make run PROCS=3: three daphne processes on consecutive ports, three push workers.
+PROCS ?= $(or $(WEB_PROCESSES),1)
 
 .DEFAULT_GOAL := help
 .PHONY: help run test lint format bench clean
@@ -24,7 +26,7 @@ $(STAMP): requirements.txt requirements-dev.txt
 	touch $@
 
 run: $(STAMP)
-	$(BIN)/python scripts/devserver.py
+	WEB_PROCESSES=$(PROCS) $(BIN)/python scripts/devserver.py
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

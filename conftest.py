@@ -14,6 +14,7 @@ def pytest_configure(config: pytest.Config) -> None:
     prefix = f"test-{uuid.uuid4().hex[:8]}"
     settings.REDIS_KEY_PREFIX = prefix
     settings.CHANNEL_LAYERS["default"]["CONFIG"]["prefix"] = f"{prefix}:layer"  # type: ignore[index]
+    settings.CACHES["default"]["KEY_PREFIX"] = f"{prefix}:cache"
     # Tests send bursts far beyond a human's pace; the limiter has its own tests.
     settings.CHAT_RATE_LIMIT_MESSAGES = 0
     # Consumers' ORM threads would otherwise hold PostgreSQL connections past the test

@@ -1,11 +1,37 @@
-"""The unread counts that chat's consumer and views show, as chat.unread asks for them."""
+"""The unread counts that chat's consumer and views show, as chat.unread asks for them.
 
-from badges.services import badges_state
+While Redis is unreachable the counts come from the database (the truth) with version 0,
+"no version": the consumer then answers with the connection's own next version, and the
+fresh snapshot sent when Redis is back (chat.live) carries a real one again.
+"""
+
+import logging
+
+from redis.exceptions import RedisError
+
+from badges.selectors import unread_counts_from_db
+from badges.services import badges_rebuild_users, badges_state
 from chat.unread import Counts
+from chatproject.redis_watch import redis_unreachable
+
+logger = logging.getLogger(__name__)
 
 
 class RedisUnreadCounts:
     def counts(self, user_id: int, room_ids: list[int]) -> Counts:
-        state = badges_state(user_id=user_id, room_ids=room_ids)
+        try:
+            if redis_unreachable():
+                raise RedisError("Redis is unreachable")
+            state = badges_state(user_id=user_id, room_ids=room_ids)
+        except RedisError:
+            logger.warning("Redis unavailable: counts of user %s from the database", user_id)
+            truth = {room: unread for room, (_, unread) in unread_counts_from_db(user_id).items()}
+            rooms = {room_id: truth.get(room_id, 0) for room_id in room_ids}
+            return Counts(total=sum(truth.values()), version=0, rooms=rooms)
         rooms = {room_id: state.rooms.get(room_id, 0) for room_id in room_ids}
         return Counts(total=state.total, version=state.version, rooms=rooms)
+
+    def refresh(self, user_ids: list[int]) -> None:
+        # A merge, not a reset: live updates racing with it are kept, and what Redis missed
+        # (or kept too long) while it was away is settled by the database.
+        badges_rebuild_users(user_ids, reason="resync")

@@ -37,6 +37,11 @@ class _ChatSettings:
         return self._int("PRESENCE_TTL_SECONDS", 90)
 
     @property
+    def REDIS_WATCH_SECONDS(self) -> float:  # noqa: N802
+        """How often each server process checks Redis to resync connections when it returns."""
+        return float(getattr(settings, "CHAT_REDIS_WATCH_SECONDS", 0.5))
+
+    @property
     def UNREAD_COUNTS(self) -> str:  # noqa: N802
         """Dotted path of the unread-count provider (see chat.unread)."""
         return str(getattr(settings, "CHAT_UNREAD_COUNTS", "badges.provider.RedisUnreadCounts"))

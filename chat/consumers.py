@@ -16,7 +16,7 @@ from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
-from chat import presence, services, unread
+from chat import live, presence, services, unread
 from chat.app_settings import app_settings
 from chat.errors import BadRequest, ChatError, TooLarge
 from chat.events import CLOSE_REVOKED, CloseConnections, room_group, user_group
@@ -78,10 +78,12 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         self.last_version = max(self.last_version, snapshot["version"])
         await self.send_json(snapshot)
         self.presence_task = asyncio.create_task(self._keep_presence())
+        live.connection_opened(self)
 
     async def disconnect(self, code: int) -> None:
         if not hasattr(self, "user_id"):
             return
+        live.connection_closed(self)
         if self.presence_task is not None:
             self.presence_task.cancel()
         await self.channel_layer.group_discard(user_group(self.user_id), self.channel_name)
@@ -177,14 +179,17 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             user_id=self.user_id, room_id=room_id, message_id=message_id
         )
         badge = await database_sync_to_async(unread.room_badge)(self.user_id, room_id)
-        self.last_version = max(self.last_version, badge.version)
+        # Version 0: Redis is away and the counts come from the database; the pointer is
+        # saved, so answer with them under this connection's next version.
+        version = badge.version or self.last_version + 1
+        self.last_version = max(self.last_version, version)
         await self.send_json(
             {
                 "type": "total-unread-count-updated",
                 "totalUnreadCount": badge.total,
                 "roomId": room_id,
                 "roomUnreadCount": badge.room_count,
-                "version": badge.version,
+                "version": version,
             }
         )
 
@@ -260,3 +265,14 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
                 )
             except Exception:
                 logger.warning("could not refresh presence of user %s", self.user_id)
+
+    async def resync(self) -> None:
+        """Called by chat.live when Redis came back: the frames published while it was away
+        are lost, and a flush or restart lost this connection's presence entries too."""
+        if self.viewing:
+            await sync_to_async(presence.viewing_add, thread_sensitive=False)(
+                room_ids=list(self.viewing), user_id=self.user_id, channel_name=self.channel_name
+            )
+        snapshot = await database_sync_to_async(unread.unread_state)(self.user_id)
+        self.last_version = max(self.last_version, snapshot["version"])
+        await self.send_json(snapshot)

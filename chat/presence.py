@@ -73,5 +73,5 @@ def _user_of(entry: str | bytes) -> int:
 
 def viewer_ids(room_id: int) -> set[int]:
     """Users with at least one live connection viewing the room."""
-    entries: list[str] = redis_connection().zrangebyscore(_key(room_id), time.time(), "+inf")  # type: ignore[assignment]
-    return {int(entry.split(":", 1)[0]) for entry in entries}
+    entries: list[bytes] = redis_connection().zrangebyscore(_key(room_id), time.time(), "+inf")  # type: ignore[assignment]
+    return {int(entry.split(b":", 1)[0]) for entry in entries}

@@ -26,6 +26,7 @@ from chat.selectors import (
     message_by_client_id,
 )
 from chat.signals import message_created, room_read
+from chatproject.redis_watch import redis_unreachable
 
 logger = logging.getLogger(__name__)
 
@@ -92,6 +93,8 @@ def _repeat(existing: Message, room_id: int) -> SentMessage:
 
 
 def _rate_allowed(sender_id: int) -> bool:
+    if redis_unreachable():
+        return True
     try:
         return ratelimit.message_allowed(sender_id)
     except RedisError:
@@ -108,6 +111,8 @@ def message_after_insert(message: Message) -> None:
     """
     members = getattr(message, "_member_ids", None) or member_ids(message.room_id)
     try:
+        if redis_unreachable():
+            raise RedisError("Redis is unreachable")
         viewers = sorted(presence.viewer_ids(message.room_id).intersection(members))
     except RedisError:
         # Redis is a copy; the message is the truth and must still be saved. Without presence

@@ -24,7 +24,15 @@ class Counts(NamedTuple):
 
 class UnreadCounts(Protocol):
     def counts(self, user_id: int, room_ids: list[int]) -> Counts:
-        """The user's total, version and the counts of these rooms (read-only)."""
+        """The user's total, version and the counts of these rooms (read-only).
+
+        Version 0 means "no version": the counts come from the database because the
+        counters are unavailable."""
+        ...
+
+    def refresh(self, user_ids: list[int]) -> None:
+        """Settle these users' counts against the database: the copy may have missed changes
+        (Redis was unreachable, restarted or flushed)."""
         ...
 
 
@@ -43,6 +51,11 @@ class RoomBadge(NamedTuple):
 def room_badge(user_id: int, room_id: int) -> RoomBadge:
     counts = unread_counts().counts(user_id, [room_id])
     return RoomBadge(total=counts.total, room_count=counts.rooms[room_id], version=counts.version)
+
+
+def counts_refresh(user_ids: list[int]) -> None:
+    if user_ids:
+        unread_counts().refresh(user_ids)
 
 
 def unread_state(user_id: int) -> UnreadStateFrame:

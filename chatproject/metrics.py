@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from prometheus_client import Counter, Histogram
+from redis.exceptions import RedisError
 
 logger = logging.getLogger("chatproject.events")
 
@@ -62,6 +63,12 @@ def instrumented_receiver(name: str) -> Callable[[F], F]:
             started = time.perf_counter()
             try:
                 return receiver(*args, **kwargs)
+            except RedisError as error:
+                # An outage fails every event alike: a line each, not a traceback each.
+                HANDLER_FAILURES.labels(name).inc()
+                event = {k: v for k, v in kwargs.items() if k != "signal"}
+                logger.error("receiver %s failed, Redis unavailable (%s): %r", name, error, event)
+                return None
             except Exception:
                 HANDLER_FAILURES.labels(name).inc()
                 event = {k: v for k, v in kwargs.items() if k != "signal"}

@@ -21,6 +21,32 @@ def _env_bool(name: str, default: bool) -> bool:
     return value.strip().lower() in {"1", "true", "yes", "on"}
 
 
+# Operators' knobs (README "Settings operators tune"): each app reads its own setting with
+# the default in its app_settings.py; the environment sets one only when it names it, so
+# every default lives in one place.
+_OPERATOR_SETTINGS: dict[str, type[int] | type[float]] = {
+    "CHAT_RATE_LIMIT_MESSAGES": int,
+    "CHAT_RATE_LIMIT_WINDOW_SECONDS": int,
+    "CHAT_PRESENCE_TTL_SECONDS": int,
+    "CHAT_TOKEN_TTL_SECONDS": int,
+    "CHAT_REDIS_WATCH_SECONDS": float,
+    "BADGES_MAX_TRACKED_UNREAD": int,
+    "NOTIFICATIONS_WORKER_CONCURRENCY": int,
+    "NOTIFICATIONS_PUSH_TIMEOUT_SECONDS": float,
+}
+
+
+def _operator_settings_from_env() -> dict[str, int | float]:
+    return {
+        name: cast(os.environ[name])
+        for name, cast in _OPERATOR_SETTINGS.items()
+        if os.environ.get(name, "").strip()
+    }
+
+
+globals().update(_operator_settings_from_env())
+
+
 DEBUG = _env_bool("DJANGO_DEBUG", True)
 SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY") or "dev-only-insecure-key-set-DJANGO_SECRET_KEY"
 ALLOWED_HOSTS = [
@@ -77,7 +103,7 @@ DATABASES = {
         os.environ.get("DATABASE_URL") or f"sqlite:///{BASE_DIR / 'db.sqlite3'}",
         # Consumers reach the ORM through database_sync_to_async, which closes connections
         # older than this: keeping them a minute saves a PostgreSQL handshake per frame.
-        conn_max_age=60,
+        conn_max_age=int(os.environ.get("CONN_MAX_AGE") or 60),
         conn_health_checks=True,
     )
 }
@@ -126,6 +152,30 @@ REDIS_URL = redis_url_from_environment()
 # Every key this project writes starts with this, so tests and several deployments can share
 # one Redis without touching each other's keys or pub/sub channels.
 REDIS_KEY_PREFIX = os.environ.get("REDIS_KEY_PREFIX", "chat")
+
+# The one Redis configuration: django-redis' cache and the project's synchronous client
+# (chatproject.redis_client, from django_redis.get_redis_connection) share this pool; the
+# channel layer and the async clients (push worker, Redis watch) take the same URL.
+CACHES = {
+    "default": {
+        "BACKEND": "django_redis.cache.RedisCache",
+        "LOCATION": REDIS_URL,
+        "KEY_PREFIX": f"{REDIS_KEY_PREFIX}:cache",
+        "OPTIONS": {
+            "CLIENT_CLASS": "django_redis.client.DefaultClient",
+            "SOCKET_CONNECT_TIMEOUT": 2,
+            # Explicit, as redis-py 8 defaults to it: every command here answers in
+            # milliseconds; nothing blocks on this pool (see README "Channel layer").
+            "SOCKET_TIMEOUT": 5,
+            "CONNECTION_POOL_KWARGS": {"health_check_interval": 30},
+            # The cache is a copy: while Redis is away a cache call is a miss, not an error
+            # (sessions fall back to the database). The counters' client raises as before.
+            "IGNORE_EXCEPTIONS": True,
+        },
+    }
+}
+# Sessions (browsers, the admin) read from the cache and write through to the database.
+SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
 
 # The pub/sub layer: ~0.2 ms per group send here against ~1.3 ms for the core (list) layer,
 # and badges are a repairable copy of the database, so a frame lost while Redis is down is

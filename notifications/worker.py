@@ -10,11 +10,11 @@ import json
 import logging
 import time
 
-from django.conf import settings
 from redis.asyncio import Redis as AsyncRedis
 from redis.exceptions import RedisError
 
 from chatproject.metrics import PUSH_DELIVERIES, PUSH_DURATION
+from chatproject.redis_client import async_redis_connection
 from notifications import queue
 from notifications.app_settings import app_settings
 from notifications.backends import PushBackend, push_backend
@@ -41,9 +41,7 @@ class PushWorker:
         self.failed = 0
 
     async def run(self, stop: asyncio.Event) -> None:
-        redis = AsyncRedis.from_url(
-            settings.REDIS_URL, decode_responses=True, socket_connect_timeout=2, socket_timeout=5
-        )
+        redis = async_redis_connection()
         recovered = await queue.push_recover(redis, self.name)
         if recovered:
             logger.warning("push worker %s requeued %d unfinished jobs", self.name, recovered)

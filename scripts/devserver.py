@@ -4,6 +4,10 @@ Starts (or reuses, when REDIS_URL is set) a Redis first, so every child process 
 REDIS_URL and shares that one server; then migrates, seeds demo data, and runs daphne and the
 push worker side by side until either stops or the user presses Ctrl-C. The embedded Redis is
 stopped by its own atexit hook when this script ends.
+
+`WEB_PROCESSES=N` (`make run PROCS=N`) runs N daphne processes on consecutive ports from
+PORT, and N push workers, as production would behind a proxy (README "Running many
+processes"): every process shares the one database and the one Redis.
 """
 
 import json
@@ -31,6 +35,7 @@ def main() -> int:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chatproject.settings")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s %(message)s")
     port = int(os.environ.get("PORT") or 8000)
+    processes = max(1, int(os.environ.get("WEB_PROCESSES") or 1))
     redis_was_given = bool(os.environ.get("REDIS_URL"))
     redis_url = redis_url_from_environment()
     print(f"Redis: {redis_url} ({'from REDIS_URL' if redis_was_given else 'embedded'})")
@@ -55,8 +60,18 @@ def main() -> int:
             f"Staff admin: http://127.0.0.1:{port}/admin/ (login staff / demo, development only)\n"
         )
 
-    daphne_args = ["-b", "127.0.0.1", "-p", str(port), "chatproject.asgi:application"]
-    return supervise([[*MANAGE, "run_push_worker"], [sys.executable, "-m", "daphne", *daphne_args]])
+    commands = []
+    for n in range(processes):
+        daphne_args = ["-b", "127.0.0.1", "-p", str(port + n), "chatproject.asgi:application"]
+        commands.append([sys.executable, "-m", "daphne", *daphne_args])
+        # One name per worker: each keeps its own list of jobs in progress (notifications.queue).
+        worker = "default" if n == 0 else f"worker{n}"
+        commands.append([*MANAGE, "run_push_worker", "--name", worker])
+    if processes > 1:
+        print(f"{processes} daphne processes and {processes} push workers:")
+        for n in range(processes):
+            print(f"  http://127.0.0.1:{port + n}/  ws://127.0.0.1:{port + n}/ws/chat/")
+    return supervise(commands)
 
 
 def supervise(commands: list[list[str]]) -> int:
