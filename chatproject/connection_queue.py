@@ -1,0 +1,145 @@
+"""A connection's outgoing queue: bounded, and coalescing badge frames while it is behind.
+
+channels-redis' pub/sub layer gives every channel an unbounded `asyncio.Queue`; a consumer that
+cannot deliver (its client stopped reading, see `chatproject.backpressure`) would let it grow
+forever. This queue replaces it (`chatproject.channel_layer`) with the same `get`/`put_nowait`.
+
+Badge frames are a copy of a state, so only the newest of each kind matters: the newest
+`chat-room-updated` per room, the newest `total-unread-count-updated` per room (by `version`,
+and the newest total is the highest of those versions) and the newest `unread-state`. A newer
+one replaces the queued one and moves to the tail, so what is left stays in version order, the
+order a client applies them in. `chat-message` frames and anything else cannot be coalesced:
+they count toward `limit`, and the frame that would pass it empties the queue and marks it
+`overflowed`, since the connection has then lost a frame it cannot get back and must be closed
+(4008) so its client resyncs from a snapshot.
+
+While nothing is queued and the consumer waits, a message is handed over as is: coalescing
+only costs anything once a connection is behind.
+"""
+
+import asyncio
+import itertools
+from collections import OrderedDict, deque
+from collections.abc import Callable
+from typing import Any
+
+from chatproject.metrics import CONNECTION_FRAMES_COALESCED, CONNECTION_FRAMES_DROPPED
+
+Message = dict[str, Any]
+
+# How many queued badge frames one `get` hands over as one `chat.frames` message.
+_MERGE = 64
+
+
+def coalescing_key(frame: Any) -> tuple[Any, ...] | None:
+    """Frames with the same key supersede each other; None: this frame cannot be dropped."""
+    if not isinstance(frame, dict):
+        return None
+    kind = frame.get("type")
+    if kind == "total-unread-count-updated" and isinstance(frame.get("version"), int):
+        return ("total", frame.get("roomId"))
+    if kind == "chat-room-updated":
+        return ("room", frame.get("roomId"))
+    if kind == "unread-state" and isinstance(frame.get("version"), int):
+        return ("state",)
+    return None
+
+
+class ConnectionQueue:
+    def __init__(self, *, limit: int, deserialize: Callable[[bytes], Message]) -> None:
+        self.limit = limit
+        self.overflowed = False
+        self._deserialize = deserialize
+        # Coalescing keys map to one frame each; other entries get a unique int key and hold
+        # the raw message (undecoded until it is taken) with how many frames it carries.
+        self._entries: OrderedDict[Any, Any] = OrderedDict()
+        self._uncoalesced = 0  # frames held in entries that cannot be coalesced
+        self._raw_entries = 0  # entries holding those frames
+        self._ids = itertools.count()
+        self._getters: deque[asyncio.Future[Message]] = deque()
+
+    def qsize(self) -> int:
+        """Frames waiting (what the limit and the depth metric count)."""
+        return self._uncoalesced + len(self._entries) - self._raw_entries
+
+    def empty(self) -> bool:
+        return not self._entries
+
+    def put_nowait(self, data: bytes) -> None:
+        if self.overflowed:
+            CONNECTION_FRAMES_DROPPED.inc()
+            return
+        message = self._deserialize(data)
+        while self._getters and not self._entries:
+            getter = self._getters.popleft()
+            if not getter.done():
+                getter.set_result(message)
+                return
+        if message.get("type") != "chat.frames" or not isinstance(message.get("frames"), list):
+            self._put_uncoalesced(data, 1)
+            return
+        frames = message["frames"]
+        kept = [frame for frame in frames if coalescing_key(frame) is None]
+        if kept:
+            self._put_uncoalesced(
+                data if len(kept) == len(frames) else {**message, "frames": kept}, len(kept)
+            )
+        if len(kept) < len(frames):
+            for frame in frames:
+                key = coalescing_key(frame)
+                if key is not None:
+                    self._put_coalescing(key, frame)
+        self._wake()
+
+    def _put_uncoalesced(self, entry: bytes | Message, frames: int) -> None:
+        if self._uncoalesced + frames > self.limit:
+            dropped = self.qsize() + frames
+            self._entries.clear()
+            self._uncoalesced = self._raw_entries = 0
+            self.overflowed = True
+            CONNECTION_FRAMES_DROPPED.inc(dropped)
+            return
+        self._uncoalesced += frames
+        self._raw_entries += 1
+        self._entries[next(self._ids)] = (entry, frames)
+        self._wake()
+
+    def _put_coalescing(self, key: tuple[Any, ...], frame: Message) -> None:
+        queued = self._entries.get(key)
+        if queued is not None:
+            CONNECTION_FRAMES_COALESCED.inc()
+            version = frame.get("version")
+            if isinstance(version, int) and queued.get("version", 0) > version:
+                return  # an older copy arriving late: the queued one stays where it is
+            del self._entries[key]
+        self._entries[key] = frame
+
+    def _wake(self) -> None:
+        while self._getters and self._entries:
+            getter = self._getters.popleft()
+            if not getter.done():
+                getter.set_result(self._take())
+
+    async def get(self) -> Message:
+        if self._entries:
+            return self._take()
+        getter: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
+        self._getters.append(getter)
+        # Cancelled (the consumer is stopping), the getter is skipped by `_wake`; channels-redis
+        # then drops the channel, so a message handed over at that instant has no one to go to.
+        return await getter
+
+    def _take(self) -> Message:
+        key, entry = self._entries.popitem(last=False)
+        if not isinstance(key, tuple):
+            raw, frames = entry
+            self._uncoalesced -= frames
+            self._raw_entries -= 1
+            return self._deserialize(raw) if isinstance(raw, bytes) else raw
+        merged = [entry]
+        while len(merged) < _MERGE and self._entries:
+            key = next(iter(self._entries))
+            if not isinstance(key, tuple):
+                break
+            merged.append(self._entries.pop(key))
+        return {"type": "chat.frames", "frames": merged}
