@@ -13,8 +13,11 @@ they count toward `limit`, and the frame that would pass it empties the queue an
 `overflowed`, since the connection has then lost a frame it cannot get back and must be closed
 (4008) so its client resyncs from a snapshot.
 
-While nothing is queued and the consumer waits, a message is handed over as is: coalescing
-only costs anything once a connection is behind.
+A connection is behind when its consumer waits for the client to read (`behind`, set by
+`chatproject.backpressure`) or when `coalesce_after` frames are already waiting. Until then
+messages queue as published, so a client that keeps up sees every frame (a consumer busy for a
+moment with a database call is not behind), and a message goes straight to a consumer that is
+waiting for one.
 """
 
 import asyncio
@@ -29,6 +32,8 @@ Message = dict[str, Any]
 
 # How many queued badge frames one `get` hands over as one `chat.frames` message.
 _MERGE = 64
+# Frames waiting before a connection counts as behind even while its client still reads.
+COALESCE_AFTER = 32
 
 
 def coalescing_key(frame: Any) -> tuple[Any, ...] | None:
@@ -46,8 +51,16 @@ def coalescing_key(frame: Any) -> tuple[Any, ...] | None:
 
 
 class ConnectionQueue:
-    def __init__(self, *, limit: int, deserialize: Callable[[bytes], Message]) -> None:
+    def __init__(
+        self,
+        *,
+        limit: int,
+        deserialize: Callable[[bytes], Message],
+        coalesce_after: int = COALESCE_AFTER,
+    ) -> None:
         self.limit = limit
+        self.coalesce_after = coalesce_after
+        self.behind = False
         self.overflowed = False
         self._deserialize = deserialize
         # Coalescing keys map to one frame each; other entries get a unique int key and hold
@@ -75,10 +88,13 @@ class ConnectionQueue:
             if not getter.done():
                 getter.set_result(message)
                 return
-        if message.get("type") != "chat.frames" or not isinstance(message.get("frames"), list):
+        frames = message.get("frames")
+        if message.get("type") != "chat.frames" or not isinstance(frames, list):
             self._put_uncoalesced(data, 1)
             return
-        frames = message["frames"]
+        if not self.behind and self.qsize() < self.coalesce_after:
+            self._put_uncoalesced(data, len(frames))
+            return
         kept = [frame for frame in frames if coalescing_key(frame) is None]
         if kept:
             self._put_uncoalesced(

@@ -12,8 +12,10 @@ from chatproject.connection_queue import ConnectionQueue
 from chatproject.metrics import CONNECTION_FRAMES_COALESCED, CONNECTION_FRAMES_DROPPED
 
 
-def _queue(limit: int = 10) -> ConnectionQueue:
-    return ConnectionQueue(limit=limit, deserialize=lambda data: msgpack.unpackb(data))
+def _queue(limit: int = 10, coalesce_after: int = 0) -> ConnectionQueue:
+    return ConnectionQueue(
+        limit=limit, deserialize=lambda data: msgpack.unpackb(data), coalesce_after=coalesce_after
+    )
 
 
 def _put(queue: ConnectionQueue, *frames: dict[str, Any]) -> None:
@@ -104,6 +106,18 @@ async def test_passing_the_limit_empties_the_queue_and_marks_it_overflowed() -> 
     assert _value(CONNECTION_FRAMES_DROPPED) - dropped == 6
 
 
+async def test_a_connection_that_keeps_up_gets_every_frame_until_it_is_behind() -> None:
+    queue = _queue(coalesce_after=4)
+    for n in range(1, 7):
+        _put(queue, _total(1, n, total=n))
+    # Four queued as published; from then on the connection is behind and the rest coalesce.
+    assert [f["version"] for f in await _drain(queue)] == [1, 2, 3, 4, 6]
+    queue.behind = True  # the consumer is waiting for its client to read
+    _put(queue, _total(1, 7))
+    _put(queue, _total(1, 8))
+    assert [f["version"] for f in await _drain(queue)] == [8]
+
+
 async def test_a_waiting_consumer_gets_each_message_as_published() -> None:
     queue = _queue()
     getter = asyncio.ensure_future(queue.get())
@@ -126,13 +140,14 @@ async def test_the_channel_layer_queues_a_channel_nobody_reads_with_coalescing()
     layer = get_channel_layer()
     channel = await layer.new_channel()
     await layer.group_add("user.77", channel)
+    queue = layer.connection_queue(channel)
+    assert queue is not None
+    queue.behind = True
     sends = [
         ("user.77", {"type": "chat.frames", "frames": [_room(9, n, n), _total(9, 1000 + n, n)]})
         for n in range(1, 201)
     ]
     await sync_to_async(fanout.publish)(sends)
-    queue = layer.connection_queue(channel)
-    assert queue is not None
     for _ in range(100):  # the layer's reader task delivers asynchronously
         if queue.qsize() == 2 and _total(9, 1200, 200) in [f for f in queue._entries.values()]:
             break
