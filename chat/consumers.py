@@ -21,6 +21,7 @@ from chat.app_settings import app_settings
 from chat.errors import BadRequest, ChatError, TooLarge
 from chat.events import room_group, user_group
 from chat.selectors import MAX_ID, iso_utc
+from chatproject.backpressure import SlowClientGuard
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +57,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
     viewing: set[int]
     last_version: int
     presence_task: "asyncio.Task[None] | None" = None
+    slow_guard: SlowClientGuard | None = None
 
     async def connect(self) -> None:
         user = self.scope.get("user")
@@ -69,6 +71,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         # updates older than the snapshot are dropped by version in `chat_frames`.
         await self.channel_layer.group_add(user_group(self.user_id), self.channel_name)
         await self.accept()
+        self.slow_guard = SlowClientGuard.for_consumer(self)
         snapshot = await database_sync_to_async(unread.unread_state)(self.user_id)
         self.last_version = max(self.last_version, snapshot["version"])
         await self.send_json(snapshot)
@@ -206,12 +209,23 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             await super().dispatch(message)
 
     async def chat_frames(self, event: dict[str, Any]) -> None:
-        """Forward frames to the client, dropping badge updates older than what it has."""
+        """Forward frames to the client, dropping badge updates older than what it has.
+
+        Each frame waits until the client has read enough of what came before (see
+        chatproject.backpressure); one that stays behind is closed with 4008.
+        """
         for frame in event["frames"]:
             if frame.get("type") == "total-unread-count-updated":
                 if frame["version"] <= self.last_version:
                     continue
                 self.last_version = frame["version"]
+            if self.slow_guard is not None:
+                if self.slow_guard.closing:
+                    return
+                reason = await self.slow_guard.wait_until_writable()
+                if reason is not None:
+                    await self.slow_guard.close_slow(self, reason)
+                    return
             await self.send_json(frame)
 
     # --- helpers ------------------------------------------------------------------------
