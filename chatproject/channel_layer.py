@@ -33,7 +33,7 @@ logger = logging.getLogger(__name__)
 _loop_layers: "weakref.WeakSet[BoundedPubSubLoopLayer]" = weakref.WeakSet()
 
 
-class BoundedPubSubLoopLayer(RedisPubSubLoopLayer):  # type: ignore[misc]
+class BoundedPubSubLoopLayer(RedisPubSubLoopLayer):
     """The stock per-event-loop layer, with a bounded queue per channel."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -54,7 +54,7 @@ class BoundedPubSubLoopLayer(RedisPubSubLoopLayer):  # type: ignore[misc]
             await self._subscribe_to_channel(channel)
         try:
             message: dict[str, Any] = await self.channels[channel].get()
-        except (asyncio.CancelledError, asyncio.TimeoutError, GeneratorExit):
+        except (TimeoutError, asyncio.CancelledError, GeneratorExit):
             if channel in self.channels:
                 del self.channels[channel]
                 try:

@@ -3,7 +3,6 @@
 import asyncio
 from typing import Any
 
-import msgpack
 from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 
@@ -13,13 +12,14 @@ from chatproject.metrics import CONNECTION_FRAMES_COALESCED, CONNECTION_FRAMES_D
 
 
 def _queue(limit: int = 10, coalesce_after: int = 0) -> ConnectionQueue:
+    layer = get_channel_layer()
     return ConnectionQueue(
-        limit=limit, deserialize=lambda data: msgpack.unpackb(data), coalesce_after=coalesce_after
+        limit=limit, deserialize=layer.deserialize, coalesce_after=coalesce_after
     )
 
 
 def _put(queue: ConnectionQueue, *frames: dict[str, Any]) -> None:
-    queue.put_nowait(msgpack.packb({"type": "chat.frames", "frames": list(frames)}))
+    queue.put_nowait(get_channel_layer().serialize({"type": "chat.frames", "frames": list(frames)}))
 
 
 def _total(room: int, version: int, total: int = 0) -> dict[str, Any]:
@@ -128,11 +128,14 @@ async def test_a_waiting_consumer_gets_each_message_as_published() -> None:
 
 async def test_other_messages_pass_untouched_and_count_toward_the_limit() -> None:
     queue = _queue(limit=2)
-    queue.put_nowait(msgpack.packb({"type": "chat.resync", "n": 1}))
+    queue.put_nowait(get_channel_layer().serialize({"type": "chat.resync", "n": 1}))
     _put(queue, {"type": "something-new", "n": 2}, _total(1, 3))
     assert queue.qsize() == 3
     assert await queue.get() == {"type": "chat.resync", "n": 1}
-    assert await queue.get() == {"type": "chat.frames", "frames": [{"type": "something-new", "n": 2}]}
+    assert await queue.get() == {
+        "type": "chat.frames",
+        "frames": [{"type": "something-new", "n": 2}],
+    }
     assert await queue.get() == {"type": "chat.frames", "frames": [_total(1, 3)]}
 
 
