@@ -9,7 +9,8 @@ bounded, coalescing queue (`chatproject.connection_queue`), marked `behind`. A c
 behind after `CHAT_SLOW_CONSUMER_SECONDS`, or whose queue overflowed (it lost a chat message),
 is closed with 4008 (`slow_consumer`) and resyncs from a snapshot when it reconnects.
 
-The buffer is read from daphne's protocol object (the ASGI `send` daphne gives is
+"Buffered" is Twisted's buffer plus the socket's kernel send queue (SIOCOUTQ, on Linux), read
+through daphne's protocol object (the ASGI `send` daphne gives is
 `partial(server.handle_reply, protocol)`); under another server, or a test communicator, it
 cannot be measured and only the queue's bound applies.
 """
@@ -17,6 +18,8 @@ cannot be measured and only the queue's bound applies.
 import asyncio
 import functools
 import logging
+import struct
+import sys
 import time
 from typing import Any
 
@@ -28,31 +31,58 @@ from chatproject.metrics import CONNECTIONS_BEHIND, SLOW_CONSUMER_DISCONNECTS
 logger = logging.getLogger(__name__)
 
 SLOW_CONSUMER_CLOSE_CODE = 4008
+if sys.platform == "linux":
+    import fcntl
+    import termios
+
+    _SIOCOUTQ: int | None = termios.TIOCOUTQ  # bytes in a socket's send queue
+else:
+    _SIOCOUTQ = None
 # How often a waiting consumer looks at its client's buffer again.
 _POLL_SECONDS = 0.05
-# How long the closing handshake may take (autobahn drops the connection after it): long enough
-# for a client that reads again to get through what is buffered and see the 4008.
-_CLOSE_GRACE_SECONDS = 5.0
 
 
 def daphne_protocol(send: Any) -> Any | None:
-    """daphne's protocol object behind an ASGI `send`, if that is what `send` is."""
-    while isinstance(send, functools.partial):
-        for argument in send.args:
-            if hasattr(argument, "transport") and hasattr(argument, "sendClose"):
-                return argument
-        send = send.func
+    """daphne's protocol object behind an ASGI `send`, if that is what `send` ends in.
+
+    Middleware may wrap `send` (channels' session middleware keeps the inner one as
+    `real_send` of the bound method's object); a few hops are followed, no more.
+    """
+    for _ in range(8):
+        if isinstance(send, functools.partial):
+            for argument in send.args:
+                if hasattr(argument, "transport") and hasattr(argument, "sendClose"):
+                    return argument
+            send = send.func
+        elif hasattr(send, "__self__") and hasattr(send.__self__, "real_send"):
+            send = send.__self__.real_send
+        else:
+            return None
     return None
 
 
 def pending_write_bytes(transport: Any) -> int | None:
-    """Bytes Twisted holds for this connection, not yet taken by the kernel (None: unknown)."""
+    """Bytes written for this connection that the client has not taken yet (None: unknown):
+    what Twisted holds, plus the socket's send queue in the kernel.
+
+    The kernel part matters: Linux grows a socket's send buffer up to `tcp_wmem`'s maximum
+    (4 MiB here) for a client that stopped reading, so Twisted alone would see nothing.
+    """
     try:
-        return int(
-            len(transport.dataBuffer) - transport.offset + transport._tempDataLen  # noqa: SLF001
-        )
+        buffered = len(transport.dataBuffer) - transport.offset + transport._tempDataLen
     except (AttributeError, TypeError):
         return None
+    return int(buffered) + _kernel_send_queue(transport)
+
+
+def _kernel_send_queue(transport: Any) -> int:
+    if _SIOCOUTQ is None:
+        return 0
+    try:
+        answer = fcntl.ioctl(transport.fileno(), _SIOCOUTQ, b"\0\0\0\0")
+    except (AttributeError, OSError, ValueError):
+        return 0
+    return int(struct.unpack("i", answer)[0])
 
 
 class SlowClientGuard:
@@ -113,6 +143,10 @@ class SlowClientGuard:
             self._buffered(),
         )
         if self._protocol is not None:
+            # How long the closing handshake may take before autobahn drops the connection:
+            # long enough for a client that reads again to get through what is buffered and
+            # see the 4008 (autobahn's default is 1 s).
+            grace = float(getattr(settings, "CHAT_SLOW_CONSUMER_CLOSE_GRACE_SECONDS", 10.0))
             timeout = getattr(self._protocol, "closeHandshakeTimeout", 0) or 0
-            self._protocol.closeHandshakeTimeout = max(timeout, _CLOSE_GRACE_SECONDS)
+            self._protocol.closeHandshakeTimeout = max(timeout, grace)
         await consumer.close(code=SLOW_CONSUMER_CLOSE_CODE)
