@@ -389,17 +389,26 @@ async def run_scenario(
             if progress is not None:
                 progress(rss[-1])
 
+    async def read_stalled_once_closed() -> list[int | None]:
+        # A stalled client cannot tell it was closed without reading, and the server drops the
+        # connection CHAT_SLOW_CONSUMER_CLOSE_GRACE_SECONDS after its close frame: so they read
+        # again as soon as the server counts them all closed (they stalled together), or at
+        # the end of the run.
+        while not sending.done():
+            if await asyncio.to_thread(_slow_disconnects, server) >= len(stalled):
+                break
+            await asyncio.sleep(0.5)
+        return list(await asyncio.gather(*(asyncio.to_thread(c.read_to_close) for c in stalled)))
+
     sampler = asyncio.ensure_future(sample())
-    sent = await send_messages(
-        server.port, roster.sender, roster.room_id, rate=rate, seconds=seconds, chars=chars
+    sending = asyncio.ensure_future(
+        send_messages(
+            server.port, roster.sender, roster.room_id, rate=rate, seconds=seconds, chars=chars
+        )
     )
-    # The stalled clients were closed during the run; wait (a little) for the last of them.
-    for _ in range(60):
-        closed = await asyncio.to_thread(_slow_disconnects, server)
-        if closed >= len(stalled):
-            break
-        await asyncio.sleep(0.5)
-    codes = await asyncio.gather(*(asyncio.to_thread(c.read_to_close) for c in stalled))
+    closing = asyncio.ensure_future(read_stalled_once_closed())
+    sent = await sending
+    codes = await closing
     await _settle(normal, roster)
     sampler.cancel()
     rss.append((time.monotonic() - started, server.rss() / 2**20))
@@ -472,7 +481,9 @@ def main() -> None:
                 seconds=args.seconds,
                 chars=args.chars,
                 viewers=args.viewers,
-                progress=lambda s: print(f"  t={s[0]:5.1f}s daphne RSS {s[1]:6.1f} MiB", flush=True),
+                progress=lambda s: print(
+                    f"  t={s[0]:5.1f}s daphne RSS {s[1]:6.1f} MiB", flush=True
+                ),
             )
         )
     finally:
