@@ -3,12 +3,19 @@
 import asyncio
 from typing import Any
 
+import pytest
 from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 
+from chat.tests.helpers import close_quietly, connect_user, make_user
 from chatproject import fanout
 from chatproject.connection_queue import ConnectionQueue
-from chatproject.metrics import CONNECTION_FRAMES_COALESCED, CONNECTION_FRAMES_DROPPED
+from chatproject.metrics import (
+    CONNECTION_FRAMES_COALESCED,
+    CONNECTION_FRAMES_DROPPED,
+    SLOW_CONSUMER_DISCONNECTS,
+)
 
 
 def _queue(limit: int = 10, coalesce_after: int = 0) -> ConnectionQueue:
@@ -158,3 +165,27 @@ async def test_the_channel_layer_queues_a_channel_nobody_reads_with_coalescing()
     message = await asyncio.wait_for(layer.receive(channel), 3)
     assert message["frames"] == [_room(9, 200, 200), _total(9, 1200, 200)]
     await layer.group_discard("user.77", channel)
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_consumer_whose_queue_overflows_is_closed_with_4008(settings: Any) -> None:
+    settings.CHAT_CONNECTION_QUEUE_LIMIT = 3
+    alice = await database_sync_to_async(make_user)("alice")
+    client, _ = await connect_user(alice)
+    layer = get_channel_layer()
+    channel = next(iter(layer._get_layer().channels))
+    queue = layer.connection_queue(channel)
+    assert queue is not None and queue.limit == 3
+    # A burst the consumer has no chance to take in between: the first is handed over, the
+    # next three fill the queue, the fifth would pass the limit.
+    for n in range(5):
+        _put(queue, _chat(1, n))
+    assert queue.overflowed
+    dropped = _value(CONNECTION_FRAMES_DROPPED)
+    closes = _value(SLOW_CONSUMER_DISCONNECTS.labels("queue_overflow"))
+    output = await client.communicator.receive_output(timeout=3)
+    assert output == {"type": "websocket.close", "code": 4008}
+    assert _value(SLOW_CONSUMER_DISCONNECTS.labels("queue_overflow")) - closes == 1
+    _put(queue, _chat(1, 5))
+    assert _value(CONNECTION_FRAMES_DROPPED) - dropped == 1
+    await close_quietly([client])
