@@ -127,9 +127,9 @@ def _total_frame(badge: Badge, room_id: int) -> object:
     )
 
 
-# Member updates per Lua call for a backlog: enough to spare round trips, few enough that one
-# call holds Redis for milliseconds, not a second.
-_MEMBER_UPDATES_PER_CALL = 10_000
+# Member updates per Lua call and publish for a backlog: enough to spare round trips, few
+# enough that one call holds Redis for milliseconds and one publish holds a few MiB of frames.
+_MEMBER_UPDATES_PER_CALL = 2_000
 
 
 def _room_updated(room_id: int, last_message: MessageFrame, count: int) -> ChatRoomUpdated:
@@ -163,30 +163,30 @@ def _newest_messages(events: list[MessageCreated]) -> dict[int, MessageFrame]:
     return newest
 
 
-def _apply_in_chunks(applies: list[MessageApply]) -> list[dict[int, Badge]]:
-    results: list[dict[int, Badge]] = []
-    chunk: list[MessageApply] = []
-    updates = 0
-    for apply in applies:
-        if chunk and updates + len(apply.modes) > _MEMBER_UPDATES_PER_CALL:
-            results += counters.apply_messages(chunk, cap=app_settings.MAX_TRACKED_UNREAD)
-            chunk, updates = [], 0
-        chunk.append(apply)
-        updates += len(apply.modes)
-    if chunk:
-        results += counters.apply_messages(chunk, cap=app_settings.MAX_TRACKED_UNREAD)
-    return results
-
-
 def badges_apply_messages(events: list[MessageCreated]) -> None:
-    """`badges_apply_message` for a lane's backlog: one Lua call (per 10,000 member updates)
-    and one publish for all of them. Each member still gets every frame, in order, in one
-    message; a connection that is behind coalesces them (chatproject/connection_queue.py)."""
+    """`badges_apply_message` for a lane's backlog: one Lua call and one publish per 2,000
+    member updates, instead of one each per message. Each member still gets every frame, in
+    order, in one message; a connection that is behind coalesces them
+    (chatproject/connection_queue.py)."""
+    chunk: list[MessageCreated] = []
+    updates = 0
+    for event in events:
+        if chunk and updates + len(event["member_ids"]) > _MEMBER_UPDATES_PER_CALL:
+            _apply_chunk(chunk)
+            chunk, updates = [], 0
+        chunk.append(event)
+        updates += len(event["member_ids"])
+    if chunk:
+        _apply_chunk(chunk)
+
+
+def _apply_chunk(events: list[MessageCreated]) -> None:
     applies = [MessageApply(e["room_id"], e["message_id"], _modes(e)) for e in events]
+    results = counters.apply_messages(applies, cap=app_settings.MAX_TRACKED_UNREAD)
     frames: dict[int, list[object]] = defaultdict(list)
     touched: dict[int, dict[int, None]] = defaultdict(dict)  # user: rooms, in order
     missing: set[int] = set()
-    for event, badges in zip(events, _apply_in_chunks(applies), strict=True):
+    for event, badges in zip(events, results, strict=True):
         last_message = message_frame(event)
         room_id = event["room_id"]
         for user_id, badge in badges.items():
@@ -202,10 +202,7 @@ def badges_apply_messages(events: list[MessageCreated]) -> None:
         for user_id, state in badges_rebuild_users(sorted(missing), reason="missing").items():
             # Its earlier frames in this batch, if any, are older than what the rebuild knows.
             frames[user_id] = _fresh_counts_frames(state, newest, list(touched[user_id]))
-    sends = [
-        (user_group(user_id), frames_message(*user_frames))
-        for user_id, user_frames in frames.items()
-    ]
+    sends = [(user_group(user_id), frames_message(*mine)) for user_id, mine in frames.items()]
     fanout.publish(sends, committed_at=[e["committed_at"] for e in events])
 
 

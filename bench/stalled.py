@@ -260,7 +260,7 @@ def _sent_ns(body: str) -> int:
 
 
 async def send_messages(
-    port: int, token: str, room_id: int, *, rate: float, seconds: float, chars: int
+    port: int, token: str, room_id: int, *, rate: float, seconds: float, chars: int, tag: str = "s"
 ) -> int:
     """Send at `rate` messages/s without waiting for each reply; returns how many were sent."""
     uri = f"ws://127.0.0.1:{port}/ws/chat/?token={token}"
@@ -276,7 +276,7 @@ async def send_messages(
                     "type": "send-message",
                     "roomId": room_id,
                     "message": _body(chars),
-                    "clientMessageId": f"s{sent}",
+                    "clientMessageId": f"{tag}{sent}",
                 }
                 await ws.send(json.dumps(frame))
                 sent += 1
@@ -298,6 +298,11 @@ async def _count_replies(ws: ClientConnection) -> None:
     async for message in ws:
         if json.loads(message).get("type") in {"message-sent", "error"}:
             _replies_seen[0] += 1
+
+
+def _p99(values: list[float]) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] if ordered else float("nan")
 
 
 # --- the scenario -----------------------------------------------------------------------
@@ -340,10 +345,18 @@ class Outcome:
     stalled_close_codes: list[int | None]
     normal: list[NormalClient]
     metrics: dict[str, float]
+    # Per normal client, how many of its latencies came from the baseline phase.
+    baseline_counts: list[int] = field(default_factory=list)
 
     def badge_p99_ms(self) -> float:
-        values = sorted(v for client in self.normal for v in client.latencies_ms)
-        return values[min(len(values) - 1, int(len(values) * 0.99))] if values else float("nan")
+        """The normal clients' badge p99 while the stalled clients were there."""
+        skip = self.baseline_counts or [0] * len(self.normal)
+        return _p99([v for c, n in zip(self.normal, skip, strict=True) for v in c.latencies_ms[n:]])
+
+    def baseline_p99_ms(self) -> float:
+        """The same, in the baseline phase before any client stalled (NaN without one)."""
+        skip = self.baseline_counts or [0] * len(self.normal)
+        return _p99([v for c, n in zip(self.normal, skip, strict=True) for v in c.latencies_ms[:n]])
 
     def close_codes(self) -> dict[str, int]:
         counts: dict[str, int] = {}
@@ -360,15 +373,15 @@ async def run_scenario(
     seconds: float,
     chars: int,
     viewers: int = 0,
+    baseline_seconds: float = 0.0,
     progress: Any = None,
 ) -> Outcome:
-    """Stalled and normal clients in the busy room while one sender sends; then each stalled
-    client reads up to its close frame once the server reports it closed them all (or the
-    run ends)."""
+    """Normal clients in the busy room while one sender sends, first alone for
+    `baseline_seconds`, then with the stalled clients; each stalled client reads up to its
+    close frame once the server reports it closed them all (or the run ends)."""
     started = time.monotonic()
     rss: list[tuple[float, float]] = [(0.0, server.rss() / 2**20)]
     stalled = [StalledClient(server.port, token) for token in roster.stalled]
-    await asyncio.gather(*(asyncio.to_thread(c.open, roster.room_id) for c in stalled))
     normal = [
         NormalClient(token, view_room=roster.room_id if i < viewers else None)
         for i, (_, token) in enumerate(roster.normal)
@@ -401,6 +414,20 @@ async def run_scenario(
         return list(await asyncio.gather(*(asyncio.to_thread(c.read_to_close) for c in stalled)))
 
     sampler = asyncio.ensure_future(sample())
+    baseline_counts: list[int] = []
+    if baseline_seconds > 0:
+        await send_messages(
+            server.port,
+            roster.sender,
+            roster.room_id,
+            rate=rate,
+            seconds=baseline_seconds,
+            chars=chars,
+            tag="b",
+        )
+        await _settle(normal, roster)
+        baseline_counts = [len(client.latencies_ms) for client in normal]
+    await asyncio.gather(*(asyncio.to_thread(c.open, roster.room_id) for c in stalled))
     sending = asyncio.ensure_future(
         send_messages(
             server.port, roster.sender, roster.room_id, rate=rate, seconds=seconds, chars=chars
@@ -415,7 +442,7 @@ async def run_scenario(
     metrics = await asyncio.to_thread(server.metrics)
     stop.set()
     await asyncio.gather(*tasks, return_exceptions=True)
-    return Outcome(sent, rss, list(codes), normal, metrics)
+    return Outcome(sent, rss, list(codes), normal, metrics, baseline_counts)
 
 
 def _slow_disconnects(server: Server) -> float:
@@ -455,6 +482,9 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=100.0)
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--chars", type=int, default=500)
+    parser.add_argument(
+        "--baseline-seconds", type=float, default=20.0, help="first, the same without stalled"
+    )
     args = parser.parse_args()
 
     (ROOT / ".run").mkdir(exist_ok=True)
@@ -481,6 +511,7 @@ def main() -> None:
                 seconds=args.seconds,
                 chars=args.chars,
                 viewers=args.viewers,
+                baseline_seconds=args.baseline_seconds,
                 progress=lambda s: print(
                     f"  t={s[0]:5.1f}s daphne RSS {s[1]:6.1f} MiB", flush=True
                 ),
@@ -498,9 +529,15 @@ def _print(outcome: Outcome, args: argparse.Namespace) -> None:
 
     rss = [value for _, value in outcome.rss_mib]
     print(f"\n{args.stalled} stalled + {args.normal} normal clients ({args.viewers} viewing),")
-    print(f"{outcome.sent} messages of {args.chars} chars at {args.rate}/s for {args.seconds} s")
+    print(
+        f"{outcome.sent} messages of {args.chars} chars at {args.rate}/s for {args.seconds} s "
+        "with the stalled clients"
+    )
     print(f"daphne RSS: start {rss[0]:.1f} MiB, max {max(rss):.1f} MiB, end {rss[-1]:.1f} MiB")
-    print(f"normal clients' badge p99: {outcome.badge_p99_ms():.1f} ms")
+    print(
+        f"normal clients' badge p99: {outcome.badge_p99_ms():.1f} ms with the stalled clients, "
+        f"{outcome.baseline_p99_ms():.1f} ms in the {args.baseline_seconds:g} s before them"
+    )
     print(f"close codes (None: still open or no close frame): {outcome.close_codes()}")
     for name, value in sorted(outcome.metrics.items()):
         if name.startswith(

@@ -9,6 +9,7 @@ import pytest
 from channels.db import database_sync_to_async
 from django.core.management import call_command
 
+from badges import services as badge_services
 from badges.selectors import unread_counts_from_db
 from badges.services import badges_state
 from chat import services
@@ -136,6 +137,8 @@ async def test_a_small_backlog_is_one_batch_with_every_frame_in_order(
         return receiver(*args, **kwargs)
 
     monkeypatch.setattr(lane, "receiver", held)
+    # Two members a message: the batch of five goes to Redis and out in three chunks.
+    monkeypatch.setattr(badge_services, "_MEMBER_UPDATES_PER_CALL", 4)
     coalesced = _value(LANE_EVENTS_COALESCED.labels(LANE))
 
     def send(n: int) -> None:
