@@ -16,6 +16,7 @@ stock unbounded `asyncio.Queue`: `BoundedPubSubLoopLayer` below, README "Back-pr
 import asyncio
 import logging
 import threading
+import time
 import weakref
 from collections import defaultdict
 from typing import Any
@@ -26,26 +27,70 @@ from channels_redis.utils import _consistent_hash, _wrap_close, decode_hosts
 from django.conf import settings
 
 from chatproject.connection_queue import ConnectionQueue
-from chatproject.metrics import CONNECTION_QUEUE_DEPTH_MAX, CONNECTION_QUEUED_FRAMES
+from chatproject.metrics import (
+    CONNECTION_QUEUE_DEPTH_MAX,
+    CONNECTION_QUEUED_FRAMES,
+    CONNECTION_QUEUES_ABANDONED,
+)
 
 logger = logging.getLogger(__name__)
 
 _loop_layers: "weakref.WeakSet[BoundedPubSubLoopLayer]" = weakref.WeakSet()
 
 
+# A channel nobody has read for this long, in no group (or overflowed), belongs to a consumer
+# that is gone (see `_sweep`).
+_ABANDONED_SECONDS = 60.0
+_SWEEP_EVERY_SECONDS = 5.0
+
+
 class BoundedPubSubLoopLayer(RedisPubSubLoopLayer):
-    """The stock per-event-loop layer, with a bounded queue per channel."""
+    """The stock per-event-loop layer, with a bounded queue per channel.
+
+    It also drops the channels of consumers that are gone. The stock layer unsubscribes a
+    channel when the consumer's `receive` is cancelled, but channels' `await_many_dispatch`
+    only cancels it if it is still waiting: a busy channel's receive has usually already got
+    its next message when the disconnect is dispatched, so the channel (its queue and its
+    Redis subscription) would stay forever, one per disconnected busy connection.
+    """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         _loop_layers.add(self)
+        self._swept_at = time.monotonic()
 
     async def _subscribe_to_channel(self, channel: str) -> None:
+        self._sweep()
         self.channels[channel] = ConnectionQueue(
             limit=int(getattr(settings, "CHAT_CONNECTION_QUEUE_LIMIT", 500)),
             deserialize=self.channel_layer.deserialize,
         )
         await self._get_shard(channel).subscribe(channel)
+
+    async def group_discard(self, group: str, channel: str) -> None:
+        await super().group_discard(group, channel)
+        self._sweep()
+
+    def _sweep(self) -> None:
+        """Drop channels no consumer reads: none waiting on them for a minute, and in no group
+        (a consumer left its groups on disconnect) or overflowed (it stopped taking)."""
+        now = time.monotonic()
+        if now - self._swept_at < _SWEEP_EVERY_SECONDS:
+            return
+        self._swept_at = now
+        grouped = set().union(*self.groups.values()) if self.groups else set()
+        for channel, queue in list(self.channels.items()):
+            if not isinstance(queue, ConnectionQueue) or queue.waited_on():
+                continue
+            if now - queue.last_read < _ABANDONED_SECONDS:
+                continue
+            if channel in grouped and not queue.overflowed:
+                continue
+            del self.channels[channel]
+            for members in self.groups.values():
+                members.discard(channel)
+            CONNECTION_QUEUES_ABANDONED.inc()
+            asyncio.ensure_future(self._get_shard(channel).unsubscribe(channel))
 
     async def receive(self, channel: str) -> dict[str, Any]:
         # The stock `receive`, except that the queue hands over messages already decoded

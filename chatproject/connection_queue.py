@@ -22,6 +22,7 @@ waiting for one.
 
 import asyncio
 import itertools
+import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from typing import Any
@@ -70,6 +71,11 @@ class ConnectionQueue:
         self._raw_entries = 0  # entries holding those frames
         self._ids = itertools.count()
         self._getters: deque[asyncio.Future[Message]] = deque()
+        self.last_read = time.monotonic()
+
+    def waited_on(self) -> bool:
+        """Whether a consumer is waiting for this queue's next message right now."""
+        return any(not getter.done() for getter in self._getters)
 
     def qsize(self) -> int:
         """Frames waiting (what the limit and the depth metric count)."""
@@ -137,6 +143,7 @@ class ConnectionQueue:
                 getter.set_result(self._take())
 
     async def get(self) -> Message:
+        self.last_read = time.monotonic()
         if self._entries:
             return self._take()
         getter: asyncio.Future[Message] = asyncio.get_running_loop().create_future()

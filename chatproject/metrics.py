@@ -61,6 +61,10 @@ CONNECTION_FRAMES_DROPPED = Counter(
     "connection_frames_dropped_total",
     "Frames dropped because a connection's queue overflowed (the connection is then closed).",
 )
+CONNECTION_QUEUES_ABANDONED = Counter(
+    "connection_queues_abandoned_total",
+    "Channels dropped because no consumer read them any more (their consumer was gone).",
+)
 CONNECTIONS_BEHIND = Gauge(
     "connections_behind", "Connections whose client is not reading fast enough right now."
 )

@@ -14,6 +14,7 @@ from chatproject.connection_queue import ConnectionQueue
 from chatproject.metrics import (
     CONNECTION_FRAMES_COALESCED,
     CONNECTION_FRAMES_DROPPED,
+    CONNECTION_QUEUES_ABANDONED,
     SLOW_CONSUMER_DISCONNECTS,
 )
 
@@ -189,3 +190,29 @@ async def test_a_consumer_whose_queue_overflows_is_closed_with_4008(settings: An
     _put(queue, _chat(1, 5))
     assert _value(CONNECTION_FRAMES_DROPPED) - dropped == 1
     await close_quietly([client])
+
+
+async def test_channels_no_consumer_reads_any_more_are_dropped() -> None:
+    """A consumer that left its groups but whose receive was not cancelled (channels does not
+    cancel a receive that already has a message) leaves its channel: the layer drops it."""
+    layer = get_channel_layer()
+    gone, alive, idle = [await layer.new_channel() for _ in range(3)]
+    await layer.group_add("user.5", gone)
+    await layer.group_add("user.6", alive)
+    for channel in (gone, alive):
+        queue = layer.connection_queue(channel)
+        assert queue is not None
+        _put(queue, _chat(1, 1))
+    waiting = asyncio.ensure_future(layer.receive(idle))  # an idle consumer waits on its queue
+    await asyncio.sleep(0)
+    loop_layer = layer._get_layer()
+    for channel in (gone, alive, idle):
+        loop_layer.channels[channel].last_read -= 3600
+    abandoned = _value(CONNECTION_QUEUES_ABANDONED)
+    loop_layer._swept_at -= 3600
+    await layer.group_discard("user.5", gone)  # the consumer's disconnect
+    assert gone not in loop_layer.channels
+    assert alive in loop_layer.channels and idle in loop_layer.channels
+    assert _value(CONNECTION_QUEUES_ABANDONED) - abandoned == 1
+    waiting.cancel()
+    await layer.group_discard("user.6", alive)

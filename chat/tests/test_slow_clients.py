@@ -31,8 +31,10 @@ async def test_stalled_clients_are_closed_with_4008_and_normal_ones_stay_right(
             "DATABASE_URL": database_url(dict(connection.settings_dict)),
             "REDIS_URL": settings.REDIS_URL,
             "REDIS_KEY_PREFIX": settings.REDIS_KEY_PREFIX,
-            "CHAT_CONNECTION_WRITE_BUFFER_BYTES": str(64 * 1024),
-            "CHAT_SLOW_CONSUMER_SECONDS": "2",
+            # Small enough that the stalled clients are closed well within the run, large
+            # enough that a normal client on a loaded machine is never mistaken for one.
+            "CHAT_CONNECTION_WRITE_BUFFER_BYTES": str(128 * 1024),
+            "CHAT_SLOW_CONSUMER_SECONDS": "4",
             # Time for a loaded machine to get every stalled client reading again.
             "CHAT_SLOW_CONSUMER_CLOSE_GRACE_SECONDS": "60",
         },
@@ -40,7 +42,7 @@ async def test_stalled_clients_are_closed_with_4008_and_normal_ones_stay_right(
     )
     server.start()
     try:
-        outcome = await run_scenario(server, roster, rate=40, seconds=12, chars=500, viewers=2)
+        outcome = await run_scenario(server, roster, rate=40, seconds=16, chars=500, viewers=2)
     finally:
         server.stop()
     rss = [value for _, value in outcome.rss_mib]
