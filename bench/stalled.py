@@ -93,6 +93,14 @@ class Server:
         assert self.process is not None
         return int(psutil.Process(self.process.pid).memory_info().rss)
 
+    def kernel_send_queues(self) -> int:
+        """Bytes waiting in the kernel's send queues of the server's sockets (memory too, and
+        where a client that stops reading first piles up: up to 4 MiB a socket)."""
+        listing = subprocess.run(
+            ["ss", "-tnH", f"sport = :{self.port}"], capture_output=True, text=True, check=False
+        ).stdout
+        return sum(int(line.split()[2]) for line in listing.splitlines() if line.strip())
+
     def metrics(self) -> dict[str, float]:
         """GET /metrics, each sample by its name with labels."""
         url = f"http://127.0.0.1:{self.port}/metrics"
@@ -347,6 +355,7 @@ class Outcome:
     metrics: dict[str, float]
     # Per normal client, how many of its latencies came from the baseline phase.
     baseline_counts: list[int] = field(default_factory=list)
+    kernel_send_queues_mib: list[float] = field(default_factory=list)  # beside each RSS sample
 
     def badge_p99_ms(self) -> float:
         """The normal clients' badge p99 while the stalled clients were there."""
@@ -381,6 +390,7 @@ async def run_scenario(
     close frame once the server reports it closed them all (or the run ends)."""
     started = time.monotonic()
     rss: list[tuple[float, float]] = [(0.0, server.rss() / 2**20)]
+    kernel: list[float] = [server.kernel_send_queues() / 2**20]
     stalled = [StalledClient(server.port, token) for token in roster.stalled]
     normal = [
         NormalClient(token, view_room=roster.room_id if i < viewers else None)
@@ -399,8 +409,9 @@ async def run_scenario(
         while True:
             await asyncio.sleep(1)
             rss.append((time.monotonic() - started, server.rss() / 2**20))
+            kernel.append(await asyncio.to_thread(server.kernel_send_queues) / 2**20)
             if progress is not None:
-                progress(rss[-1])
+                progress((*rss[-1], kernel[-1]))
 
     async def read_stalled_once_closed() -> list[int | None]:
         # A stalled client cannot tell it was closed without reading, and the server drops the
@@ -442,7 +453,7 @@ async def run_scenario(
     metrics = await asyncio.to_thread(server.metrics)
     stop.set()
     await asyncio.gather(*tasks, return_exceptions=True)
-    return Outcome(sent, rss, list(codes), normal, metrics, baseline_counts)
+    return Outcome(sent, rss, list(codes), normal, metrics, baseline_counts, kernel)
 
 
 def _slow_disconnects(server: Server) -> float:
@@ -513,7 +524,9 @@ def main() -> None:
                 viewers=args.viewers,
                 baseline_seconds=args.baseline_seconds,
                 progress=lambda s: print(
-                    f"  t={s[0]:5.1f}s daphne RSS {s[1]:6.1f} MiB", flush=True
+                    f"  t={s[0]:5.1f}s daphne RSS {s[1]:6.1f} MiB, kernel send queues "
+                    f"{s[2]:6.1f} MiB",
+                    flush=True,
                 ),
             )
         )
@@ -534,6 +547,8 @@ def _print(outcome: Outcome, args: argparse.Namespace) -> None:
         "with the stalled clients"
     )
     print(f"daphne RSS: start {rss[0]:.1f} MiB, max {max(rss):.1f} MiB, end {rss[-1]:.1f} MiB")
+    kernel = outcome.kernel_send_queues_mib
+    print(f"its sockets' kernel send queues: max {max(kernel):.1f} MiB, end {kernel[-1]:.1f} MiB")
     print(
         f"normal clients' badge p99: {outcome.badge_p99_ms():.1f} ms with the stalled clients, "
         f"{outcome.baseline_p99_ms():.1f} ms in the {args.baseline_seconds:g} s before them"

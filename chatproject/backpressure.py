@@ -135,6 +135,8 @@ class SlowClientGuard:
         if self.closing:
             return
         self.closing = True
+        if self._queue is not None:
+            self._queue.discard()  # the client resyncs from a snapshot; nothing queued matters
         SLOW_CONSUMER_DISCONNECTS.labels(reason).inc()
         logger.warning(
             "closing slow connection of user %s (%s, %s bytes buffered)",

@@ -62,7 +62,7 @@ class BoundedPubSubLoopLayer(RedisPubSubLoopLayer):
     async def _subscribe_to_channel(self, channel: str) -> None:
         self._sweep()
         self.channels[channel] = ConnectionQueue(
-            limit=int(getattr(settings, "CHAT_CONNECTION_QUEUE_LIMIT", 500)),
+            limit=int(getattr(settings, "CHAT_CONNECTION_QUEUE_LIMIT", 200)),
             deserialize=self.channel_layer.deserialize,
         )
         await self._get_shard(channel).subscribe(channel)

@@ -84,6 +84,13 @@ class ConnectionQueue:
     def empty(self) -> bool:
         return not self._entries
 
+    def discard(self) -> None:
+        """The connection is being closed: drop what waits and, undecoded, all that follows."""
+        CONNECTION_FRAMES_DROPPED.inc(self.qsize())
+        self._entries.clear()
+        self._uncoalesced = self._raw_entries = 0
+        self.overflowed = True
+
     def put_nowait(self, data: bytes) -> None:
         if self.overflowed:
             CONNECTION_FRAMES_DROPPED.inc()
@@ -115,11 +122,8 @@ class ConnectionQueue:
 
     def _put_uncoalesced(self, entry: bytes | Message, frames: int) -> None:
         if self._uncoalesced + frames > self.limit:
-            dropped = self.qsize() + frames
-            self._entries.clear()
-            self._uncoalesced = self._raw_entries = 0
-            self.overflowed = True
-            CONNECTION_FRAMES_DROPPED.inc(dropped)
+            CONNECTION_FRAMES_DROPPED.inc(frames)
+            self.discard()
             return
         self._uncoalesced += frames
         self._raw_entries += 1

@@ -59,7 +59,7 @@ CONNECTION_FRAMES_COALESCED = Counter(
 )
 CONNECTION_FRAMES_DROPPED = Counter(
     "connection_frames_dropped_total",
-    "Frames dropped because a connection's queue overflowed (the connection is then closed).",
+    "Frames dropped for connections closed as slow (queued, or arriving until they are gone).",
 )
 CONNECTION_QUEUES_ABANDONED = Counter(
     "connection_queues_abandoned_total",

@@ -148,7 +148,7 @@ LOGGING = {
 # --- Back-pressure (README "Back-pressure"): bounds on what a slow client or a burst can hold -
 # Frames (chat messages and other frames that cannot be coalesced) one connection may have
 # waiting; the next one closes it with 4008.
-CHAT_CONNECTION_QUEUE_LIMIT = int(os.environ.get("CHAT_CONNECTION_QUEUE_LIMIT", "500"))
+CHAT_CONNECTION_QUEUE_LIMIT = int(os.environ.get("CHAT_CONNECTION_QUEUE_LIMIT", "200"))
 # Bytes daphne may buffer for a client before its consumer stops forwarding (and coalesces).
 CHAT_CONNECTION_WRITE_BUFFER_BYTES = int(
     os.environ.get("CHAT_CONNECTION_WRITE_BUFFER_BYTES", str(256 * 1024))

@@ -35,6 +35,7 @@ async def test_stalled_clients_are_closed_with_4008_and_normal_ones_stay_right(
             # enough that a normal client on a loaded machine is never mistaken for one.
             "CHAT_CONNECTION_WRITE_BUFFER_BYTES": str(128 * 1024),
             "CHAT_SLOW_CONSUMER_SECONDS": "4",
+            "CHAT_CONNECTION_QUEUE_LIMIT": "1000",
             # Time for a loaded machine to get every stalled client reading again.
             "CHAT_SLOW_CONSUMER_CLOSE_GRACE_SECONDS": "60",
         },
