@@ -67,8 +67,9 @@ class ConnectionQueue:
         # Coalescing keys map to one frame each; other entries get a unique int key and hold
         # the raw message (undecoded until it is taken) with how many frames it carries.
         self._entries: OrderedDict[Any, Any] = OrderedDict()
-        self._uncoalesced = 0  # frames held in entries that cannot be coalesced
-        self._raw_entries = 0  # entries holding those frames
+        self._raw_frames = 0  # frames held in those entries
+        self._raw_entries = 0  # how many such entries
+        self._uncoalescible = 0  # of their frames, those that could not be coalesced: the limit
         self._ids = itertools.count()
         self._getters: deque[asyncio.Future[Message]] = deque()
         self.last_read = time.monotonic()
@@ -79,7 +80,7 @@ class ConnectionQueue:
 
     def qsize(self) -> int:
         """Frames waiting (what the limit and the depth metric count)."""
-        return self._uncoalesced + len(self._entries) - self._raw_entries
+        return self._raw_frames + len(self._entries) - self._raw_entries
 
     def empty(self) -> bool:
         return not self._entries
@@ -88,7 +89,7 @@ class ConnectionQueue:
         """The connection is being closed: drop what waits and, undecoded, all that follows."""
         CONNECTION_FRAMES_DROPPED.inc(self.qsize())
         self._entries.clear()
-        self._uncoalesced = self._raw_entries = 0
+        self._raw_frames = self._raw_entries = self._uncoalescible = 0
         self.overflowed = True
 
     def put_nowait(self, data: bytes) -> None:
@@ -103,15 +104,17 @@ class ConnectionQueue:
                 return
         frames = message.get("frames")
         if message.get("type") != "chat.frames" or not isinstance(frames, list):
-            self._put_uncoalesced(data, 1)
-            return
-        if not self.behind and self.qsize() < self.coalesce_after:
-            self._put_uncoalesced(data, len(frames))
+            self._put_raw(data, 1, 1)
             return
         kept = [frame for frame in frames if coalescing_key(frame) is None]
+        if not self.behind and self.qsize() < self.coalesce_after:
+            self._put_raw(data, len(frames), len(kept))
+            return
         if kept:
-            self._put_uncoalesced(
-                data if len(kept) == len(frames) else {**message, "frames": kept}, len(kept)
+            self._put_raw(
+                data if len(kept) == len(frames) else {**message, "frames": kept},
+                len(kept),
+                len(kept),
             )
         if len(kept) < len(frames):
             for frame in frames:
@@ -120,14 +123,17 @@ class ConnectionQueue:
                     self._put_coalescing(key, frame)
         self._wake()
 
-    def _put_uncoalesced(self, entry: bytes | Message, frames: int) -> None:
-        if self._uncoalesced + frames > self.limit:
+    def _put_raw(self, entry: bytes | Message, frames: int, uncoalescible: int) -> None:
+        """Queue a message as it is; only its `uncoalescible` frames count toward the limit
+        (a batch of badge frames for one user is one message, however long)."""
+        if self._uncoalescible + uncoalescible > self.limit:
             CONNECTION_FRAMES_DROPPED.inc(frames)
             self.discard()
             return
-        self._uncoalesced += frames
+        self._raw_frames += frames
         self._raw_entries += 1
-        self._entries[next(self._ids)] = (entry, frames)
+        self._uncoalescible += uncoalescible
+        self._entries[next(self._ids)] = (entry, frames, uncoalescible)
         self._wake()
 
     def _put_coalescing(self, key: tuple[Any, ...], frame: Message) -> None:
@@ -159,9 +165,10 @@ class ConnectionQueue:
     def _take(self) -> Message:
         key, entry = self._entries.popitem(last=False)
         if not isinstance(key, tuple):
-            raw, frames = entry
-            self._uncoalesced -= frames
+            raw, frames, uncoalescible = entry
+            self._raw_frames -= frames
             self._raw_entries -= 1
+            self._uncoalescible -= uncoalescible
             return self._deserialize(raw) if isinstance(raw, bytes) else raw
         merged = [entry]
         while len(merged) < _MERGE and self._entries:

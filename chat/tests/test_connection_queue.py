@@ -126,6 +126,16 @@ async def test_a_connection_that_keeps_up_gets_every_frame_until_it_is_behind() 
     assert [f["version"] for f in await _drain(queue)] == [8]
 
 
+async def test_a_long_batch_of_badge_frames_does_not_count_toward_the_limit() -> None:
+    # One user's frames for a lane batch arrive as one message, however many there are.
+    queue = _queue(limit=3, coalesce_after=32)
+    _put(queue, *[frame for n in range(100) for frame in (_room(1, n, n), _total(1, n + 1))])
+    _put(queue, _chat(1, 1), _room(1, 101, 0), _chat(1, 2))
+    assert not queue.overflowed and queue.qsize() == 203
+    _put(queue, _chat(1, 3), _chat(1, 4))  # 2 + 2 chat messages: past the limit of 3
+    assert queue.overflowed
+
+
 async def test_a_waiting_consumer_gets_each_message_as_published() -> None:
     queue = _queue()
     getter = asyncio.ensure_future(queue.get())
