@@ -219,6 +219,7 @@ class NormalClient:
     version: int = 0
     rooms: dict[int, int] = field(default_factory=dict)
     latencies_ms: list[float] = field(default_factory=list)
+    received_at: list[float] = field(default_factory=list)  # time.monotonic() of each latency
     close_code: int | None = None
     frames: int = 0
 
@@ -233,6 +234,7 @@ class NormalClient:
             sent_ns = _sent_ns(frame["lastMessage"]["body"])
             if sent_ns:
                 self.latencies_ms.append((time.time_ns() - sent_ns) / 1e6)
+                self.received_at.append(time.monotonic())
         elif kind == "total-unread-count-updated" and frame["version"] > self.version:
             self.total, self.version = frame["totalUnreadCount"], frame["version"]
             self.rooms[frame["roomId"]] = frame["roomUnreadCount"]
@@ -361,6 +363,20 @@ class Outcome:
         """The normal clients' badge p99 while the stalled clients were there."""
         skip = self.baseline_counts or [0] * len(self.normal)
         return _p99([v for c, n in zip(self.normal, skip, strict=True) for v in c.latencies_ms[n:]])
+
+    def p99_by_window(self, seconds: float = 5.0) -> list[tuple[float, float, int]]:
+        """(window start since the first badge, p99 ms, badges) per `seconds` window."""
+        pairs = sorted(
+            (at, ms)
+            for c in self.normal
+            for at, ms in zip(c.received_at, c.latencies_ms, strict=True)
+        )
+        if not pairs:
+            return []
+        windows: dict[int, list[float]] = {}
+        for at, ms in pairs:
+            windows.setdefault(int((at - pairs[0][0]) // seconds), []).append(ms)
+        return [(k * seconds, _p99(v), len(v)) for k, v in sorted(windows.items())]
 
     def baseline_p99_ms(self) -> float:
         """The same, in the baseline phase before any client stalled (NaN without one)."""
@@ -554,6 +570,9 @@ def _print(outcome: Outcome, args: argparse.Namespace) -> None:
         f"{outcome.baseline_p99_ms():.1f} ms in the {args.baseline_seconds:g} s before them"
     )
     print(f"close codes (None: still open or no close frame): {outcome.close_codes()}")
+    print("badge p99 by 5 s window (since the first badge):")
+    for start, p99, count in outcome.p99_by_window():
+        print(f"  {start:5.0f}s  p99 {p99:9.1f} ms  ({count} badges)")
     for name, value in sorted(outcome.metrics.items()):
         if name.startswith(
             ("slow_consumer", "connection_", "connections_behind", "lane_", "fanout_failures")
