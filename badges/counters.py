@@ -103,6 +103,44 @@ return out
 """
 )
 
+# `_APPLY` for several messages at once (a lane's backlog, chatproject/lanes.py), in order.
+# KEYS: hash, set of each member of each message. ARGV: cap, then per message: room, message id,
+# k, then the k members' modes. Returns status, room count, total, version per member.
+_APPLY_MANY = (
+    _LUA_HELPERS
+    + """
+local cap, a, key, out = tonumber(ARGV[1]), 2, 1, {}
+while a <= #ARGV do
+  local room, id, k = ARGV[a], tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
+  a = a + 3
+  for i = 1, k do
+    local h, z, mode = KEYS[key], KEYS[key + 1], ARGV[a]
+    key = key + 2
+    a = a + 1
+    local status = 1
+    if redis.call('EXISTS', h) == 0 then
+      status = 0
+    elseif mode == 'unread' then
+      status = add_unread(h, z, room, id, cap)
+    elseif mode == 'read' then
+      status = read_upto(h, z, room, id)
+    end
+    if status == 3 then redis.call('DEL', h, z) end
+    if status == 2 then bump_version(h) end
+    if status == 0 or status == 3 then
+      table.insert(out, 0); table.insert(out, 0); table.insert(out, 0); table.insert(out, 0)
+    else
+      table.insert(out, status)
+      table.insert(out, room_count(h, z, room))
+      table.insert(out, hnum(h, 'total'))
+      table.insert(out, hnum(h, 'version'))
+    end
+  end
+end
+return out
+"""
+)
+
 # Merge a snapshot of the database into one user's state (union of unread ids, highest
 # pointer), so a rebuild racing with live messages loses none of them.
 # KEYS: hash, then each room's set. ARGV: cap, then per room: room, pointer, trimmed count,
@@ -222,6 +260,35 @@ def apply_message(
         user_id: Badge(Status(flat[4 * i]), *flat[4 * i + 1 : 4 * i + 4])
         for i, user_id in enumerate(modes)
     }
+
+
+@dataclass(frozen=True)
+class MessageApply:
+    """One message for `apply_messages`: its room, id and each member's mode."""
+
+    room_id: int
+    message_id: int
+    modes: dict[int, str]
+
+
+def apply_messages(applies: list[MessageApply], *, cap: int) -> list[dict[int, Badge]]:
+    """`apply_message` for several messages in one round trip, applied in this order."""
+    keys: list[str] = []
+    args: list[int | str] = [cap]
+    for apply in applies:
+        for user_id in apply.modes:
+            keys += [_user_key(user_id), _room_key(user_id, apply.room_id)]
+        args += [apply.room_id, apply.message_id, len(apply.modes), *apply.modes.values()]
+    flat = _script(_APPLY_MANY)(keys=keys, args=args)
+    results: list[dict[int, Badge]] = []
+    at = 0
+    for apply in applies:
+        badges = {}
+        for user_id in apply.modes:
+            badges[user_id] = Badge(Status(flat[at]), *flat[at + 1 : at + 4])
+            at += 4
+        results.append(badges)
+    return results
 
 
 def apply_read(*, user_id: int, room_id: int, read_upto: int, cap: int) -> Badge:

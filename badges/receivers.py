@@ -13,7 +13,13 @@ from chatproject.lanes import on_lane
 from chatproject.metrics import instrumented_receiver
 
 
-@on_lane("badges.message_created")
+# A backlog is handled as one batch; past the lane's bound, events are shed to a rebuild of the
+# users they touched from the database (chatproject/lanes.py, README "Back-pressure").
+@on_lane(
+    "badges.message_created",
+    batch=services.badges_apply_messages,
+    shed=services.MessagesShed,
+)
 def on_message_created(sender: Any, event: MessageCreated, **kwargs: Any) -> None:
     services.badges_apply_message(event)
 

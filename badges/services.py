@@ -4,12 +4,21 @@ The path of a message: chat's `message_created` → `badges_apply_message` (one 
 all members) → frames to each member's `user.{id}` group through `chatproject.fanout`.
 """
 
+from collections import defaultdict
+
 from badges import counters
 from badges.app_settings import app_settings
-from badges.counters import Badge, Status, UserState
+from badges.counters import Badge, MessageApply, Status, UserState
 from badges.events import ChatRoomUpdated, total_unread_count_updated
 from badges.selectors import room_truths_for_users
-from chat.events import MessageCreated, RoomRead, frames_message, message_frame, user_group
+from chat.events import (
+    MessageCreated,
+    MessageFrame,
+    RoomRead,
+    frames_message,
+    message_frame,
+    user_group,
+)
 from chatproject import fanout
 from chatproject.metrics import COUNTERS_REBUILT
 
@@ -55,14 +64,18 @@ def _rebuilt_badges(user_ids: list[int], room_id: int) -> dict[int, Badge]:
     }
 
 
-def badges_apply_message(event: MessageCreated) -> None:
-    """Count a committed message for its members and send each of them their new badge."""
-    room_id, sender_id = event["room_id"], event["sender_id"]
-    viewers = set(event["viewer_ids"])
-    modes = {
+def _modes(event: MessageCreated) -> dict[int, str]:
+    viewers, sender_id = set(event["viewer_ids"]), event["sender_id"]
+    return {
         user_id: "read" if user_id in viewers else "same" if user_id == sender_id else "unread"
         for user_id in event["member_ids"]
     }
+
+
+def badges_apply_message(event: MessageCreated) -> None:
+    """Count a committed message for its members and send each of them their new badge."""
+    room_id = event["room_id"]
+    modes = _modes(event)
     badges = counters.apply_message(
         room_id=room_id,
         message_id=event["message_id"],
@@ -112,3 +125,120 @@ def _total_frame(badge: Badge, room_id: int) -> object:
     return total_unread_count_updated(
         total=badge.total, room_id=room_id, room_count=badge.room_count, version=badge.version
     )
+
+
+# Member updates per Lua call and publish for a backlog: enough to spare round trips, few
+# enough that one call holds Redis for milliseconds and one publish holds a few MiB of frames.
+_MEMBER_UPDATES_PER_CALL = 2_000
+
+
+def _room_updated(room_id: int, last_message: MessageFrame, count: int) -> ChatRoomUpdated:
+    return {
+        "type": "chat-room-updated",
+        "roomId": room_id,
+        "lastMessage": last_message,
+        "unreadCount": count,
+    }
+
+
+def _fresh_counts_frames(
+    state: UserState, newest: dict[int, MessageFrame], room_ids: list[int]
+) -> list[object]:
+    """A rebuilt user's counts for these rooms: each room's count, then one total frame, which
+    carries the new version (a version is applied once, so one frame carries it)."""
+    frames: list[object] = [
+        _room_updated(room_id, newest[room_id], state.rooms.get(room_id, 0)) for room_id in room_ids
+    ]
+    last = room_ids[-1]
+    badge = Badge(Status.CHANGED, state.rooms.get(last, 0), state.total, state.version)
+    return [*frames, _total_frame(badge, last)]
+
+
+def _newest_messages(events: list[MessageCreated]) -> dict[int, MessageFrame]:
+    newest: dict[int, MessageFrame] = {}
+    for event in events:
+        known = newest.get(event["room_id"])
+        if known is None or known["id"] < event["message_id"]:
+            newest[event["room_id"]] = message_frame(event)
+    return newest
+
+
+def badges_apply_messages(events: list[MessageCreated]) -> None:
+    """`badges_apply_message` for a lane's backlog: one Lua call and one publish per 2,000
+    member updates, instead of one each per message. Each member still gets every frame, in
+    order, in one message; a connection that is behind coalesces them
+    (chatproject/connection_queue.py)."""
+    chunk: list[MessageCreated] = []
+    updates = 0
+    for event in events:
+        if chunk and updates + len(event["member_ids"]) > _MEMBER_UPDATES_PER_CALL:
+            _apply_chunk(chunk)
+            chunk, updates = [], 0
+        chunk.append(event)
+        updates += len(event["member_ids"])
+    if chunk:
+        _apply_chunk(chunk)
+
+
+def _apply_chunk(events: list[MessageCreated]) -> None:
+    applies = [MessageApply(e["room_id"], e["message_id"], _modes(e)) for e in events]
+    results = counters.apply_messages(applies, cap=app_settings.MAX_TRACKED_UNREAD)
+    frames: dict[int, list[object]] = defaultdict(list)
+    touched: dict[int, dict[int, None]] = defaultdict(dict)  # user: rooms, in order
+    missing: set[int] = set()
+    for event, badges in zip(events, results, strict=True):
+        last_message = message_frame(event)
+        room_id = event["room_id"]
+        for user_id, badge in badges.items():
+            touched[user_id][room_id] = None
+            if badge.status is Status.MISSING:
+                missing.add(user_id)
+                continue
+            frames[user_id].append(_room_updated(room_id, last_message, badge.room_count))
+            if badge.status is Status.CHANGED:
+                frames[user_id].append(_total_frame(badge, room_id))
+    if missing:
+        newest = _newest_messages(events)
+        for user_id, state in badges_rebuild_users(sorted(missing), reason="missing").items():
+            # Its earlier frames in this batch, if any, are older than what the rebuild knows.
+            frames[user_id] = _fresh_counts_frames(state, newest, list(touched[user_id]))
+    sends = [(user_group(user_id), frames_message(*mine)) for user_id, mine in frames.items()]
+    fanout.publish(sends, committed_at=[e["committed_at"] for e in events])
+
+
+class MessagesShed:
+    """Stands in for the message events a backed-up lane did not queue (chatproject/lanes.py).
+
+    It keeps only who and where: the members of each room a message went to and the room's
+    newest message, so it stays as small as the rooms involved however many messages come.
+    Running it forgets those users' counts and rebuilds them from the database, which holds
+    every one of those messages, then sends each their fresh counts.
+    """
+
+    def __init__(self) -> None:
+        self.rooms_of: dict[int, dict[int, None]] = defaultdict(dict)  # user: rooms, in order
+        self.newest: dict[int, MessageFrame] = {}
+
+    def add(self, event: MessageCreated) -> None:
+        room_id = event["room_id"]
+        for user_id in event["member_ids"]:
+            self.rooms_of[user_id][room_id] = None
+        known = self.newest.get(room_id)
+        if known is None or known["id"] < event["message_id"]:
+            self.newest[room_id] = message_frame(event)
+
+    def run(self) -> None:
+        users = sorted(self.rooms_of)
+        counters.forget_users(users)
+        states = badges_rebuild_users(users, reason="shed")
+        fanout.publish(
+            [
+                (
+                    user_group(user_id),
+                    frames_message(
+                        *_fresh_counts_frames(state, self.newest, list(self.rooms_of[user_id]))
+                    ),
+                )
+                for user_id, state in states.items()
+            ]
+        )

@@ -22,6 +22,7 @@ from chat.errors import BadRequest, ChatError, TooLarge
 from chat.events import CLOSE_REVOKED, CloseConnections, room_group, user_group
 from chat.revocation import still_authorized
 from chat.selectors import MAX_ID, iso_utc
+from chatproject.backpressure import SlowClientGuard
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +58,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
     viewing: set[int]
     last_version: int
     presence_task: "asyncio.Task[None] | None" = None
+    slow_guard: SlowClientGuard | None = None
 
     async def connect(self) -> None:
         user = self.scope.get("user")
@@ -74,6 +76,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             await self.close()  # refused with HTTP 403, like any credential that fails
             return
         await self.accept()
+        self.slow_guard = SlowClientGuard.for_consumer(self)
         snapshot = await database_sync_to_async(unread.unread_state)(self.user_id)
         self.last_version = max(self.last_version, snapshot["version"])
         await self.send_json(snapshot)
@@ -237,12 +240,23 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             await super().dispatch(message)
 
     async def chat_frames(self, event: dict[str, Any]) -> None:
-        """Forward frames to the client, dropping badge updates older than what it has."""
+        """Forward frames to the client, dropping badge updates older than what it has.
+
+        Each frame waits until the client has read enough of what came before (see
+        chatproject.backpressure); one that stays behind is closed with 4008.
+        """
         for frame in event["frames"]:
             if frame.get("type") in ("total-unread-count-updated", "unread-state"):
                 if frame["version"] <= self.last_version:
                     continue
                 self.last_version = frame["version"]
+            if self.slow_guard is not None:
+                if self.slow_guard.closing:
+                    return
+                reason = await self.slow_guard.wait_until_writable()
+                if reason is not None:
+                    await self.slow_guard.close_slow(self, reason)
+                    return
             await self.send_json(frame)
 
     # --- helpers ------------------------------------------------------------------------

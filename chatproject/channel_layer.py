@@ -8,15 +8,119 @@ It must match the layer's wire format: the same serializer (the layer's own `ser
 the same group channel name (`{prefix}__group__{group}`) and the same shard choice
 (`_consistent_hash`); channels-redis is pinned in requirements.txt for that, and
 chat/tests/test_fanout.py checks a consumer receives what this publishes.
+
+Each channel's queue is a `ConnectionQueue` (bounded, coalescing badge frames) instead of the
+stock unbounded `asyncio.Queue`: `BoundedPubSubLoopLayer` below, README "Back-pressure".
 """
 
+import asyncio
+import logging
 import threading
+import time
+import weakref
 from collections import defaultdict
 from typing import Any
 
 import redis
-from channels_redis.pubsub import RedisPubSubChannelLayer
-from channels_redis.utils import _consistent_hash, decode_hosts
+from channels_redis.pubsub import RedisPubSubChannelLayer, RedisPubSubLoopLayer
+from channels_redis.utils import _consistent_hash, _wrap_close, decode_hosts
+from django.conf import settings
+
+from chatproject.connection_queue import ConnectionQueue
+from chatproject.metrics import (
+    CONNECTION_QUEUE_DEPTH_MAX,
+    CONNECTION_QUEUED_FRAMES,
+    CONNECTION_QUEUES_ABANDONED,
+)
+
+logger = logging.getLogger(__name__)
+
+_loop_layers: "weakref.WeakSet[BoundedPubSubLoopLayer]" = weakref.WeakSet()
+
+
+# A channel nobody has read for this long, in no group (or overflowed), belongs to a consumer
+# that is gone (see `_sweep`).
+_ABANDONED_SECONDS = 60.0
+_SWEEP_EVERY_SECONDS = 5.0
+
+
+class BoundedPubSubLoopLayer(RedisPubSubLoopLayer):
+    """The stock per-event-loop layer, with a bounded queue per channel.
+
+    It also drops the channels of consumers that are gone. The stock layer unsubscribes a
+    channel when the consumer's `receive` is cancelled, but channels' `await_many_dispatch`
+    only cancels it if it is still waiting: a busy channel's receive has usually already got
+    its next message when the disconnect is dispatched, so the channel (its queue and its
+    Redis subscription) would stay forever, one per disconnected busy connection.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        _loop_layers.add(self)
+        self._swept_at = time.monotonic()
+
+    async def _subscribe_to_channel(self, channel: str) -> None:
+        self._sweep()
+        self.channels[channel] = ConnectionQueue(
+            limit=int(getattr(settings, "CHAT_CONNECTION_QUEUE_LIMIT", 200)),
+            deserialize=self.channel_layer.deserialize,
+        )
+        await self._get_shard(channel).subscribe(channel)
+
+    async def group_discard(self, group: str, channel: str) -> None:
+        await super().group_discard(group, channel)
+        self._sweep()
+
+    def _sweep(self) -> None:
+        """Drop channels no consumer reads: none waiting on them for a minute, and in no group
+        (a consumer left its groups on disconnect) or overflowed (it stopped taking)."""
+        now = time.monotonic()
+        if now - self._swept_at < _SWEEP_EVERY_SECONDS:
+            return
+        self._swept_at = now
+        grouped = set().union(*self.groups.values()) if self.groups else set()
+        for channel, queue in list(self.channels.items()):
+            if not isinstance(queue, ConnectionQueue) or queue.waited_on():
+                continue
+            if now - queue.last_read < _ABANDONED_SECONDS:
+                continue
+            if channel in grouped and not queue.overflowed:
+                continue
+            del self.channels[channel]
+            for members in self.groups.values():
+                members.discard(channel)
+            CONNECTION_QUEUES_ABANDONED.inc()
+            asyncio.ensure_future(self._get_shard(channel).unsubscribe(channel))
+
+    async def receive(self, channel: str) -> dict[str, Any]:
+        # The stock `receive`, except that the queue hands over messages already decoded
+        # (it has to read them to coalesce).
+        if channel not in self.channels:
+            await self._subscribe_to_channel(channel)
+        try:
+            message: dict[str, Any] = await self.channels[channel].get()
+        except (TimeoutError, asyncio.CancelledError, GeneratorExit):
+            if channel in self.channels:
+                del self.channels[channel]
+                try:
+                    await self._get_shard(channel).unsubscribe(channel)
+                except BaseException:
+                    logger.exception("Unexpected exception while cleaning-up channel:")
+            raise
+        return message
+
+
+def _queue_depths() -> list[int]:
+    return [
+        queue.qsize()
+        for layer in list(_loop_layers)
+        for queue in list(layer.channels.values())
+        if isinstance(queue, ConnectionQueue)
+    ]
+
+
+CONNECTION_QUEUE_DEPTH_MAX.set_function(lambda: max(_queue_depths(), default=0))
+CONNECTION_QUEUED_FRAMES.set_function(lambda: sum(_queue_depths()))
 
 
 class PipelinedPubSubChannelLayer(RedisPubSubChannelLayer):
@@ -26,6 +130,21 @@ class PipelinedPubSubChannelLayer(RedisPubSubChannelLayer):
         self._hosts = decode_hosts(kwargs.get("hosts"))
         self._sync_clients: list[redis.Redis] | None = None
         self._sync_lock = threading.Lock()
+
+    def _get_layer(self) -> BoundedPubSubLoopLayer:
+        loop = asyncio.get_running_loop()
+        try:
+            layer: BoundedPubSubLoopLayer = self._layers[loop]
+        except KeyError:
+            layer = BoundedPubSubLoopLayer(*self._args, **self._kwargs, channel_layer=self)
+            self._layers[loop] = layer
+            _wrap_close(self, loop)
+        return layer
+
+    def connection_queue(self, channel: str) -> ConnectionQueue | None:
+        """The queue of a channel of this event loop's layer (None once it is gone)."""
+        queue = self._get_layer().channels.get(channel)
+        return queue if isinstance(queue, ConnectionQueue) else None
 
     def publish_to_groups(self, sends: list[tuple[str, dict[str, Any]]]) -> None:
         """Publish each (group, message) pair; one Redis round trip per shard."""

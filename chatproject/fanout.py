@@ -21,15 +21,17 @@ _CHUNK = 500
 GroupSend = tuple[str, dict[str, Any]]
 
 
-def publish(sends: list[GroupSend], *, committed_at: float | None = None) -> None:
+def publish(sends: list[GroupSend], *, committed_at: float | list[float] | None = None) -> None:
+    """`committed_at`: when the message (or each message of a batch) was committed."""
     if not sends:
         return
     try:
         layer = get_channel_layer()
         for start in range(0, len(sends), _CHUNK):
             layer.publish_to_groups(sends[start : start + _CHUNK])
-        if committed_at is not None:
-            BADGE_LATENCY.observe(time.perf_counter() - committed_at)
+        now = time.perf_counter()
+        for committed in [committed_at] if isinstance(committed_at, float) else committed_at or []:
+            BADGE_LATENCY.observe(now - committed)
     except Exception:
         FANOUT_FAILURES.inc()
         groups = sorted({group for group, _ in sends})

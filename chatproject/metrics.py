@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 from redis.exceptions import RedisError
 
 logger = logging.getLogger("chatproject.events")
@@ -46,6 +46,44 @@ PUSH_DELIVERIES = Counter(
     "push_deliveries_total", "Push notification jobs handled by the worker.", ["outcome"]
 )
 PUSH_DURATION = Histogram("push_delivery_seconds", "Time the push backend took for one job.")
+
+# Back-pressure (README "Back-pressure"): connections that fall behind, and receiver lanes.
+CONNECTION_QUEUE_DEPTH_MAX = Gauge(
+    "connection_queue_depth_max", "Frames waiting in this process's fullest connection queue."
+)
+CONNECTION_QUEUED_FRAMES = Gauge(
+    "connection_queued_frames", "Frames waiting in all connection queues of this process."
+)
+CONNECTION_FRAMES_COALESCED = Counter(
+    "connection_frames_coalesced_total",
+    "Badge frames a connection never sent because a newer one replaced them in its queue.",
+)
+CONNECTION_FRAMES_DROPPED = Counter(
+    "connection_frames_dropped_total",
+    "Frames dropped for connections closed as slow (queued, or arriving until they are gone).",
+)
+CONNECTION_QUEUES_ABANDONED = Counter(
+    "connection_queues_abandoned_total",
+    "Channels dropped because no consumer read them any more (their consumer was gone).",
+)
+CONNECTIONS_BEHIND = Gauge(
+    "connections_behind", "Connections whose client is not reading fast enough right now."
+)
+SLOW_CONSUMER_DISCONNECTS = Counter(
+    "slow_consumer_disconnects_total",
+    "Connections closed with 4008 (slow_consumer).",
+    ["reason"],
+)
+LANE_EVENTS_COALESCED = Counter(
+    "lane_events_coalesced_total",
+    "Events a receiver lane handled together with others, in one batch.",
+    ["lane"],
+)
+LANE_EVENTS_SHED = Counter(
+    "lane_events_shed_total",
+    "Events a lane over its bound did not queue: their users are rebuilt from the database.",
+    ["lane"],
+)
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -211,3 +211,18 @@ LOGGING = {
         "daphne": {"level": "WARNING"},
     },
 }
+
+# --- Back-pressure (README "Back-pressure"): bounds on what a slow client or a burst can hold -
+# Frames (chat messages and other frames that cannot be coalesced) one connection may have
+# waiting; the next one closes it with 4008.
+CHAT_CONNECTION_QUEUE_LIMIT = int(os.environ.get("CHAT_CONNECTION_QUEUE_LIMIT", "200"))
+# Bytes daphne may buffer for a client before its consumer stops forwarding (and coalesces).
+CHAT_CONNECTION_WRITE_BUFFER_BYTES = int(
+    os.environ.get("CHAT_CONNECTION_WRITE_BUFFER_BYTES", str(256 * 1024))
+)
+# A client over that buffer this long without reading it down is closed with 4008.
+CHAT_SLOW_CONSUMER_SECONDS = float(os.environ.get("CHAT_SLOW_CONSUMER_SECONDS", "10"))
+# Events one receiver lane may queue; past it a lane that can rebuild sheds (chatproject/lanes.py).
+CHAT_LANE_LIMIT = int(os.environ.get("CHAT_LANE_LIMIT", "2000"))
+# Queued events a lane hands to its receiver at once when a backlog forms.
+CHAT_LANE_BATCH = int(os.environ.get("CHAT_LANE_BATCH", "200"))
