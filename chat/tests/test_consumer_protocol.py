@@ -8,11 +8,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from django.db import transaction
 
 from chat.models import Membership, Message, Room
 from chat.tests.helpers import Client, close_quietly, connect_user, make_room, make_user
+from chatproject import lanes
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -59,6 +61,10 @@ class Connections:
         self.clients: list[Inbox] = []
 
     async def open(self, user: Any) -> tuple[Inbox, Frame]:
+        # The snapshot is read from the counters, which the badge lane updates just after each
+        # commit; a test that compares it with what it sent waits for the lanes first (a real
+        # client converges anyway: the lane's update follows with a higher version).
+        assert await sync_to_async(lanes.flush)(10), "receiver lanes did not drain"
         client, snapshot = await connect_user(user)
         inbox = Inbox(client)
         self.clients.append(inbox)
