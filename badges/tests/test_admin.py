@@ -152,10 +152,11 @@ def test_a_pages_counts_cost_the_same_queries_whatever_its_size(
     room_with_unread("large", people, 2)
     room_with_unread("other", people[5:], 1)
     assert cost_of_page() == small
-    # Session, user, the room (or group) filter's choices, two counts, the page, and one query
-    # for every row's unread counts; Redis: one pipeline for the counts, one for presence
-    # (viewers of the page's rooms, or PUBSUB NUMSUB of the page's users).
-    assert small == (7, 2)
+    # User, the room (or group) filter's choices, two counts, the page, and one query for
+    # every row's unread counts; Redis: the session (cached_db sessions, so no session query),
+    # one pipeline for the counts, one for presence (viewers of the page's rooms, or PUBSUB
+    # NUMSUB of the page's users).
+    assert small == (6, 3)
 
 
 async def test_reconcile_action_repairs_and_resyncs_open_devices() -> None:

@@ -143,7 +143,8 @@ def test_history_runs_two_queries_however_long_the_page() -> None:
     with CaptureQueriesContext(connection) as queries:
         response = history(browser, room.pk, None, "?limit=100")
     assert response.status_code == 200
-    # Session + user (authentication), then the membership and the page itself.
+    # The user (authentication; the session comes from the cache), then the membership and
+    # the page itself.
     history_queries = [q["sql"] for q in queries.captured_queries if "chat_" in q["sql"]]
     assert len(history_queries) == 2, history_queries
-    assert len(queries.captured_queries) == 4, [q["sql"] for q in queries.captured_queries]
+    assert len(queries.captured_queries) == 3, [q["sql"] for q in queries.captured_queries]
