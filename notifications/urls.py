@@ -5,4 +5,5 @@ from notifications import views
 urlpatterns = [
     path("api/devices", views.device_register_view, name="api-devices"),
     path("api/devices/<int:device_id>", views.device_delete_view, name="api-device"),
+    path("api/rooms/<int:room_id>/mute", views.room_mute_view, name="api-room-mute"),
 ]

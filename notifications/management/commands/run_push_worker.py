@@ -8,14 +8,13 @@ from notifications.worker import PushWorker
 
 
 class Command(BaseCommand):
-    help = "Run the push-notification worker in the foreground until SIGTERM or Ctrl-C."
+    help = "Run the push worker (outbox relay and queue) in the foreground until SIGTERM or Ctrl-C."
 
     def add_arguments(self, parser: Any) -> None:
-        parser.add_argument("--name", default="default", help="worker name (one process each)")
-        parser.add_argument("--concurrency", type=int, default=None, help="jobs in flight")
+        parser.add_argument("--concurrency", type=int, default=None, help="pushes in flight")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        worker = PushWorker(name=options["name"], concurrency=options["concurrency"])
+        worker = PushWorker(concurrency=options["concurrency"])
         asyncio.run(self._run(worker))
         self.stdout.write(f"push worker stopped: {worker.sent} sent, {worker.failed} failed")
 

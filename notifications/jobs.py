@@ -1,0 +1,125 @@
+"""The queue's jobs: decide in the database (notifications.delivery), then push.
+
+Each job is short: the grace delay and retry delays are the queue's schedule, not sleeps. A
+retry is a job for one delivery (`push_retry`), so a device already served is never sent to
+again when another device of the same message needs a second try.
+"""
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+from channels.db import database_sync_to_async
+from redis.exceptions import RedisError
+
+from notifications import delivery, metrics, queue
+from notifications.app_settings import app_settings
+from notifications.backends import DeviceBackends, PushOutcome
+
+logger = logging.getLogger(__name__)
+
+
+class Sender:
+    """Sends claimed pushes through the worker's backends, a bounded number at once."""
+
+    def __init__(
+        self, backends: DeviceBackends, push_queue: queue.PushQueue, concurrency: int
+    ) -> None:
+        self.backends = backends
+        self.queue = push_queue
+        self.slots = asyncio.Semaphore(concurrency)
+        self.sent = 0
+        self.failed = 0
+
+    async def send_all(self, pushes: list[delivery.ReadyPush]) -> None:
+        await asyncio.gather(*(self._send(push) for push in pushes))
+
+    async def _send(self, push: delivery.ReadyPush) -> None:
+        async with self.slots:
+            outcome = await self._outcome(push)
+        settled = await database_sync_to_async(delivery.delivery_settle)(push, outcome)
+        if settled.status == delivery.Status.SENT:
+            self.sent += 1
+        elif settled.status == delivery.Status.FAILED:
+            self.failed += 1
+            logger.warning("push %s failed: %s", push.delivery_id, outcome.error)
+        if settled.retry_at is not None:
+            try:
+                await self.queue.enqueue_push(
+                    queue.RETRY_JOB,
+                    key=queue.retry_job_key(push.delivery_id, settled.attempt),
+                    at=settled.retry_at,
+                    delivery_id=push.delivery_id,
+                )
+            except RedisError:
+                logger.warning("could not queue retry of push %s; upkeep will", push.delivery_id)
+
+    async def _outcome(self, push: delivery.ReadyPush) -> PushOutcome:
+        kind = push.target.kind
+        started = time.perf_counter()
+        try:
+            backend = self.backends.for_kind(kind)
+            return await asyncio.wait_for(
+                backend.send(push.target, push.message), app_settings.PUSH_TIMEOUT_SECONDS
+            )
+        except TimeoutError:
+            return PushOutcome("retry", error="no answer within the push timeout")
+        except Exception as error:  # a backend bug: keep the worker alive, try again later
+            logger.exception("push backend for %s raised", kind)
+            return PushOutcome("retry", error=f"{type(error).__name__}: {error}")
+        finally:
+            metrics.PUSH_REQUEST_SECONDS.labels(kind).observe(time.perf_counter() - started)
+
+
+async def push_message(ctx: dict[str, Any], *, message_id: int) -> int:
+    pushes = await database_sync_to_async(delivery.message_deliveries)(message_id)
+    await ctx["sender"].send_all(pushes)
+    return len(pushes)
+
+
+async def push_badge(ctx: dict[str, Any], *, user_id: int) -> int:
+    # The job's enqueue time names this badge update: a re-run of the same job sends nothing
+    # twice, a later read makes a new job with a new time.
+    seq = int(ctx["job"].queued)
+    pushes = await database_sync_to_async(delivery.badge_deliveries)(user_id, seq)
+    await ctx["sender"].send_all(pushes)
+    return len(pushes)
+
+
+async def push_retry(ctx: dict[str, Any], *, delivery_id: int) -> int:
+    pushes = await database_sync_to_async(delivery.retry_deliveries)(delivery_id)
+    await ctx["sender"].send_all(pushes)
+    return len(pushes)
+
+
+def with_heartbeat(function: Any) -> Any:
+    """Touch the job while it runs, so only a job whose worker died looks stuck to the sweeper."""
+
+    async def run(ctx: dict[str, Any], **kwargs: Any) -> Any:
+        job = ctx["job"]
+        beat = asyncio.create_task(_beat(job))
+        try:
+            return await function(ctx, **kwargs)
+        finally:
+            beat.cancel()
+
+    run.__qualname__ = function.__qualname__
+    return run
+
+
+async def _beat(job: Any) -> None:
+    interval = max(0.5, job.heartbeat / 3) if job.heartbeat else 10.0
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            await job.update()
+        except RedisError:
+            logger.warning("could not touch job %s", job.key)
+
+
+FUNCTIONS = [
+    (queue.MESSAGE_JOB, with_heartbeat(push_message)),
+    (queue.BADGE_JOB, with_heartbeat(push_badge)),
+    (queue.RETRY_JOB, with_heartbeat(push_retry)),
+]
