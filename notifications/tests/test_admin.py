@@ -1,5 +1,6 @@
 """The admin shows devices, deliveries (filterable), mutes and the outbox."""
 
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -62,7 +63,7 @@ def test_changelists_and_change_pages_render(
 
 def test_prune_deletes_finished_records_older_than_asked(capsys: pytest.CaptureFixture) -> None:
     message, phone = _records()
-    old = timezone.now() - timezone.timedelta(days=40)
+    old = timezone.now() - timedelta(days=40)
     PushDelivery.objects.filter(kind="message").update(created_at=old)
     PushDelivery.objects.create(
         message=Message.objects.create(room=message.room, sender=message.sender, body="x"),
