@@ -154,6 +154,13 @@ def _job_heartbeat() -> int:
     return app_settings.JOB_HEARTBEAT_SECONDS
 
 
-def push_queue() -> PushQueue:
-    redis = AsyncRedis.from_url(settings.REDIS_URL, socket_connect_timeout=2, socket_timeout=None)
+def push_queue(concurrency: int = 10) -> PushQueue:
+    # saq keeps one connection blocked in BLMOVE per job slot; the rest is for the jobs' own
+    # calls, the scheduler, the sweeper and the heartbeat.
+    redis = AsyncRedis.from_url(
+        settings.REDIS_URL,
+        socket_connect_timeout=2,
+        socket_timeout=None,
+        max_connections=concurrency * 2 + 20,
+    )
     return PushQueue(redis, name=queue_name(), max_concurrent_ops=50)

@@ -53,7 +53,7 @@ class PushWorker:
         return self.sender.failed if self.sender else 0
 
     async def run(self, stop: asyncio.Event) -> None:
-        push_queue = queue.push_queue()
+        push_queue = queue.push_queue(self.concurrency)
         await push_queue.connect()
         backends = self.backends or DeviceBackends()
         self.sender = jobs.Sender(backends, push_queue, self.concurrency)
