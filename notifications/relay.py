@@ -19,7 +19,6 @@ import logging
 import time
 from typing import Any
 
-from channels.db import database_sync_to_async
 from django.db import DatabaseError
 from redis.asyncio import Redis as AsyncRedis
 from redis.exceptions import RedisError
@@ -27,6 +26,7 @@ from saq.job import Status
 
 from notifications import delivery, queue
 from notifications.app_settings import app_settings
+from notifications.jobs import in_db
 from notifications.models import PushOutbox
 
 logger = logging.getLogger(__name__)
@@ -77,7 +77,7 @@ class OutboxRelay:
 
     async def relay_once(self) -> None:
         while True:
-            rows = await database_sync_to_async(outbox_batch)()
+            rows = await in_db(outbox_batch)()
             if rows:
                 grace = app_settings.GRACE_SECONDS
                 for message_id, created in rows:
@@ -87,7 +87,7 @@ class OutboxRelay:
                         at=created + grace,
                         message_id=message_id,
                     )
-                await database_sync_to_async(outbox_delete)([m for m, _ in rows])
+                await in_db(outbox_delete)([m for m, _ in rows])
                 self.relayed += len(rows)
             if len(rows) < BATCH:
                 break
@@ -117,7 +117,7 @@ class OutboxRelay:
             await self.queue.redis.zrem(key, *done)
 
     async def _upkeep(self) -> None:
-        overdue, stale = await database_sync_to_async(delivery.deliveries_upkeep)()
+        overdue, stale = await in_db(delivery.deliveries_upkeep)()
         for delivery_id, attempt in overdue:
             await self.queue.enqueue_push(
                 queue.RETRY_JOB,
