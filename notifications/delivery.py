@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.db import transaction
-from django.db.models import F, QuerySet
+from django.db.models import Case, F, IntegerField, QuerySet, Value, When
 from django.utils import timezone
 from redis.exceptions import RedisError
 
@@ -65,12 +65,13 @@ def message_deliveries(message_id: int) -> list[ReadyPush]:
     message = Message.objects.filter(pk=message_id).select_related("room", "sender").first()
     if message is None:
         return []
-    recipients = list(
+    # Read once: who the recipients are, and how far each has read.
+    read_upto = dict(
         Membership.objects.filter(room_id=message.room_id)
         .exclude(user_id=message.sender_id)
-        .values_list("user_id", flat=True)
+        .values_list("user_id", "last_read_message_id")
     )
-    devices = list(Device.objects.filter(user_id__in=recipients, active=True).only("pk"))
+    devices = list(Device.objects.filter(user_id__in=read_upto, active=True).only("pk"))
     if not devices:
         return []
     PushDelivery.objects.bulk_create(
@@ -82,6 +83,7 @@ def message_deliveries(message_id: int) -> list[ReadyPush]:
             kind=PushDelivery.Kind.MESSAGE, message_id=message_id, status=Status.PENDING
         ),
         message=message,
+        read_upto=read_upto,
     )
 
 
@@ -120,7 +122,11 @@ def retry_deliveries(delivery_id: int) -> list[ReadyPush]:
     return _prepare(PushDelivery.objects.filter(pk=delivery_id, status=Status.PENDING), message)
 
 
-def _prepare(rows: QuerySet[PushDelivery], message: Message | None = None) -> list[ReadyPush]:
+def _prepare(
+    rows: QuerySet[PushDelivery],
+    message: Message | None = None,
+    read_upto: dict[int, int] | None = None,
+) -> list[ReadyPush]:
     pending = list(rows.select_related("device"))
     if not pending:
         return []
@@ -128,7 +134,7 @@ def _prepare(rows: QuerySet[PushDelivery], message: Message | None = None) -> li
     _skip(inactive, Reason.INACTIVE)
     pending = [row for row in pending if row.device.active]
     if message is not None:
-        pending = _without_skipped(pending, message)
+        pending = _without_skipped(pending, message, read_upto)
     if not pending:
         return []
     # Read before the claim: if Redis is down this raises and the job is retried, with
@@ -137,7 +143,7 @@ def _prepare(rows: QuerySet[PushDelivery], message: Message | None = None) -> li
         user_id: unread_counts().counts(user_id, []).total
         for user_id in {row.device.user_id for row in pending}
     }
-    claimed = _claim([row.pk for row in pending])
+    claimed = _claim(pending, badges)
     ready = []
     for row in pending:
         if row.pk not in claimed:
@@ -157,22 +163,20 @@ def _prepare(rows: QuerySet[PushDelivery], message: Message | None = None) -> li
                 message_created_at=message.created_at.timestamp() if message else None,
             )
         )
-    by_badge: dict[int, list[int]] = {}
-    for push in ready:
-        by_badge.setdefault(push.message.payload["badge"], []).append(push.delivery_id)
-    for badge, ids in by_badge.items():
-        PushDelivery.objects.filter(pk__in=ids).update(badge=badge)
     return ready
 
 
-def _without_skipped(pending: list[PushDelivery], message: Message) -> list[PushDelivery]:
+def _without_skipped(
+    pending: list[PushDelivery], message: Message, read_upto: dict[int, int] | None
+) -> list[PushDelivery]:
     """Drop (and record) the deliveries whose user read the message, views the room or muted it."""
     users = {row.device.user_id for row in pending}
-    read_upto = dict(
-        Membership.objects.filter(room_id=message.room_id, user_id__in=users).values_list(
-            "user_id", "last_read_message_id"
+    if read_upto is None:
+        read_upto = dict(
+            Membership.objects.filter(room_id=message.room_id, user_id__in=users).values_list(
+                "user_id", "last_read_message_id"
+            )
         )
-    )
     muted = set(
         RoomMute.objects.filter(room_id=message.room_id, user_id__in=users).values_list(
             "user_id", flat=True
@@ -213,22 +217,31 @@ def _skip(ids: list[int], reason: str) -> None:
     metrics.PUSH_SKIPPED.labels(reason).inc(skipped)
 
 
-def _claim(ids: list[int]) -> dict[int, int]:
-    """Claim these pending deliveries for this run: {id: attempt number} of those it got."""
+def _claim(pending: list[PushDelivery], badges: dict[int, int]) -> dict[int, int]:
+    """Claim these pending deliveries for this run, recording the badge each will carry:
+    {id: attempt number} of those it got. The UPDATE is the atomic step; the token tells this
+    run's rows from those another run claimed at the same moment."""
     token = uuid.uuid4().hex
     now = timezone.now()
-    with transaction.atomic():
-        PushDelivery.objects.filter(pk__in=ids, status=Status.PENDING).update(
-            status=Status.SENDING,
-            attempts=F("attempts") + 1,
-            claimed_at=now,
-            updated_at=now,
-            claim_token=token,
-        )
-        claimed = dict(
-            PushDelivery.objects.filter(pk__in=ids, claim_token=token).values_list("pk", "attempts")
-        )
-    return claimed
+    devices_of: dict[int, list[int]] = {}
+    for row in pending:
+        devices_of.setdefault(badges[row.device.user_id], []).append(row.device_id)
+    badge = Case(
+        *[When(device_id__in=ids, then=Value(count)) for count, ids in devices_of.items()],
+        output_field=IntegerField(),
+    )
+    ids = [row.pk for row in pending]
+    PushDelivery.objects.filter(pk__in=ids, status=Status.PENDING).update(
+        status=Status.SENDING,
+        attempts=F("attempts") + 1,
+        claimed_at=now,
+        updated_at=now,
+        claim_token=token,
+        badge=badge,
+    )
+    return dict(
+        PushDelivery.objects.filter(pk__in=ids, claim_token=token).values_list("pk", "attempts")
+    )
 
 
 def _chat_push(message: Message, badge: int) -> PushMessage:
