@@ -10,6 +10,7 @@ import time
 from django.conf import settings
 from redis.asyncio import Redis as AsyncRedis
 
+from notifications.app_settings import app_settings
 from notifications.backends import (
     DelayedLoggingPushBackend,
     PushMessage,
@@ -39,7 +40,12 @@ class RecordingDelayedPushBackend(DelayedLoggingPushBackend):
         if sent_ns is None:
             return outcome
         if self._redis is None:
-            self._redis = AsyncRedis.from_url(settings.REDIS_URL, socket_connect_timeout=2)
+            # One connection per push in flight at most (redis-py 8 caps pools otherwise).
+            self._redis = AsyncRedis.from_url(
+                settings.REDIS_URL,
+                socket_connect_timeout=2,
+                max_connections=app_settings.WORKER_CONCURRENCY + 10,
+            )
         await self._redis.rpush(pushed_key(), f"{sent_ns} {time.perf_counter_ns()}")
         return outcome
 
