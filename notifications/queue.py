@@ -14,14 +14,18 @@ Web processes never talk to saq: they write the outbox (a database row) and publ
 or add a user to the badge set; the worker's relay (notifications.relay) makes the jobs.
 """
 
+import logging
 import time
 from typing import Any
 
 from django.conf import settings
 from redis.asyncio import Redis as AsyncRedis
+from saq.job import Status
 from saq.queue.redis import RedisQueue
 
 from chatproject.redis_client import prefixed, redis_connection
+
+logger = logging.getLogger(__name__)
 
 MESSAGE_JOB = "push_message"
 BADGE_JOB = "push_badge"
@@ -91,12 +95,14 @@ def heartbeat_age_seconds() -> float | None:
 
 
 class PushQueue(RedisQueue):
-    """saq's Redis queue with two timings a push queue needs.
+    """saq's Redis queue with the timing and sweeping a push queue needs.
 
     `schedule` takes its lock in milliseconds (saq's SETEX counts whole seconds), so a job due
-    after the grace delay is queued within ~0.1 s instead of up to 2 s. `sweep` waits less for
-    a dead worker to acknowledge an abort: a job is swept only when its heartbeat stopped.
+    after the grace delay is queued within ~0.1 s instead of up to 2 s. `sweep` re-queues only
+    the jobs of dead workers (see there).
     """
+
+    _suspects: set[bytes] = set()
 
     async def schedule(self, lock: float = 1) -> list[str]:
         script = getattr(self, "_push_schedule_script", None)
@@ -119,8 +125,40 @@ class PushQueue(RedisQueue):
         )
         return [job_id.decode() for job_id in due or []]
 
-    async def sweep(self, lock: int = 60, abort: float = 1.0) -> list[str]:
-        return await super().sweep(lock, abort)
+    async def sweep(self, lock: int = 60, abort: float = 5.0) -> list[str]:
+        """Put back the jobs of dead workers; leave live ones alone.
+
+        saq's own sweep also takes any job in the active list whose status is not yet
+        "active": a job a live worker has just moved there and not yet marked (a window of
+        two round trips), which it then aborts mid-push. Here such a job is swept only if a
+        sweep a whole interval earlier saw it so too. And a job whose heartbeat stopped is
+        re-queued at once rather than asked to abort first: its worker is gone, nobody would
+        answer, and saq waits `abort` seconds per job for that answer.
+        """
+        if not await self.redis.set(self._sweep, 1, ex=max(1, int(lock)), nx=True):
+            return []
+        suspects: set[bytes] = set()
+        swept: list[str] = []
+        active: list[Any] = await self.redis.lrange(self._active, 0, -1)
+        for job_id in active:
+            job = await self._get_job_by_id(job_id)
+            if job is None:
+                pipe: Any = self.redis.pipeline(transaction=True)
+                await pipe.lrem(self._active, 0, job_id).zrem(self._incomplete, job_id).execute()
+            elif job.status == Status.ACTIVE and not job.stuck:
+                continue
+            elif job.status != Status.ACTIVE and job_id not in self._suspects:
+                suspects.add(job_id)
+                continue
+            elif job.retryable:
+                await self.retry(job, error=self.swept_error_message)
+            else:
+                await self.finish(job, Status.ABORTED, error=self.swept_error_message)
+            swept.append(job_id.decode())
+        self._suspects = suspects
+        if swept:
+            logger.warning("push queue: re-queued %d jobs of stopped workers", len(swept))
+        return swept
 
     async def enqueue_push(
         self, function: str, *, key: str, at: float = 0.0, **kwargs: Any
