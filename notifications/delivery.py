@@ -60,31 +60,49 @@ class Settled:
     attempt: int = 0
 
 
-def message_deliveries(message_id: int) -> list[ReadyPush]:
-    """A message's due pushes: one per active device of each member who should get one."""
-    message = Message.objects.filter(pk=message_id).select_related("room", "sender").first()
-    if message is None:
-        return []
-    # Read once: who the recipients are, and how far each has read.
-    read_upto = dict(
-        Membership.objects.filter(room_id=message.room_id)
-        .exclude(user_id=message.sender_id)
-        .values_list("user_id", "last_read_message_id")
-    )
-    devices = list(Device.objects.filter(user_id__in=read_upto, active=True).only("pk"))
-    if not devices:
-        return []
-    PushDelivery.objects.bulk_create(
-        [PushDelivery(kind=PushDelivery.Kind.MESSAGE, message=message, device=d) for d in devices],
-        ignore_conflicts=True,
-    )
-    return _prepare(
+def message_deliveries(message_ids: list[int]) -> dict[int, list[ReadyPush]]:
+    """The due pushes of these messages, by message: one per active device of each member who
+    should get one. Batched: the same handful of queries for one message or a hundred."""
+    messages = {
+        m.pk: m for m in Message.objects.filter(pk__in=message_ids).select_related("room", "sender")
+    }
+    if not messages:
+        return {}
+    # Read once: who the members are, and how far each has read.
+    read_upto: dict[tuple[int, int], int] = {}
+    members: dict[int, list[int]] = {}
+    for room_id, user_id, upto in Membership.objects.filter(
+        room_id__in={m.room_id for m in messages.values()}
+    ).values_list("room_id", "user_id", "last_read_message_id"):
+        read_upto[room_id, user_id] = upto
+        members.setdefault(room_id, []).append(user_id)
+    devices: dict[int, list[int]] = {}
+    users = {user for room_members in members.values() for user in room_members}
+    for device_id, user_id in Device.objects.filter(user_id__in=users, active=True).values_list(
+        "pk", "user_id"
+    ):
+        devices.setdefault(user_id, []).append(device_id)
+    rows = [
+        PushDelivery(kind=PushDelivery.Kind.MESSAGE, message_id=message.pk, device_id=device_id)
+        for message in messages.values()
+        for user_id in members.get(message.room_id, [])
+        if user_id != message.sender_id
+        for device_id in devices.get(user_id, [])
+    ]
+    if not rows:
+        return {}
+    PushDelivery.objects.bulk_create(rows, ignore_conflicts=True, batch_size=1000)
+    ready = _prepare(
         PushDelivery.objects.filter(
-            kind=PushDelivery.Kind.MESSAGE, message_id=message_id, status=Status.PENDING
+            kind=PushDelivery.Kind.MESSAGE, message_id__in=messages, status=Status.PENDING
         ),
-        message=message,
+        messages=messages,
         read_upto=read_upto,
     )
+    by_message: dict[int, list[ReadyPush]] = {}
+    for push in ready:
+        by_message.setdefault(push.message.payload["messageId"], []).append(push)
+    return by_message
 
 
 def badge_deliveries(user_id: int, seq: int) -> list[ReadyPush]:
@@ -111,7 +129,7 @@ def retry_deliveries(delivery_id: int) -> list[ReadyPush]:
     row = PushDelivery.objects.filter(pk=delivery_id, status=Status.PENDING).first()
     if row is None:
         return []
-    message = None
+    messages = {}
     if row.kind == PushDelivery.Kind.MESSAGE:
         message = (
             Message.objects.filter(pk=row.message_id or 0).select_related("room", "sender").first()
@@ -119,22 +137,24 @@ def retry_deliveries(delivery_id: int) -> list[ReadyPush]:
         if message is None:
             _skip([row.pk], Reason.DELETED)
             return []
-    return _prepare(PushDelivery.objects.filter(pk=delivery_id, status=Status.PENDING), message)
+        messages[message.pk] = message
+    return _prepare(PushDelivery.objects.filter(pk=delivery_id, status=Status.PENDING), messages)
 
 
 def _prepare(
     rows: QuerySet[PushDelivery],
-    message: Message | None = None,
-    read_upto: dict[int, int] | None = None,
+    messages: dict[int, Message] | None = None,
+    read_upto: dict[tuple[int, int], int] | None = None,
 ) -> list[ReadyPush]:
+    """Check, claim and build the pushes of these pending rows (of messages, or badge rows)."""
     pending = list(rows.select_related("device"))
     if not pending:
         return []
     inactive = [row.pk for row in pending if not row.device.active]
     _skip(inactive, Reason.INACTIVE)
     pending = [row for row in pending if row.device.active]
-    if message is not None:
-        pending = _without_skipped(pending, message, read_upto)
+    if messages:
+        pending = _without_skipped(pending, messages, read_upto)
     if not pending:
         return []
     # Read before the claim: if Redis is down this raises and the job is retried, with
@@ -149,6 +169,7 @@ def _prepare(
         if row.pk not in claimed:
             continue  # another run of this job took it
         badge = badges[row.device.user_id]
+        message = messages.get(row.message_id or 0) if messages else None
         ready.append(
             ReadyPush(
                 delivery_id=row.pk,
@@ -167,37 +188,39 @@ def _prepare(
 
 
 def _without_skipped(
-    pending: list[PushDelivery], message: Message, read_upto: dict[int, int] | None
+    pending: list[PushDelivery],
+    messages: dict[int, Message],
+    read_upto: dict[tuple[int, int], int] | None,
 ) -> list[PushDelivery]:
     """Drop (and record) the deliveries whose user read the message, views the room or muted it."""
+    rooms = {message.room_id for message in messages.values()}
     users = {row.device.user_id for row in pending}
     if read_upto is None:
-        read_upto = dict(
-            Membership.objects.filter(room_id=message.room_id, user_id__in=users).values_list(
-                "user_id", "last_read_message_id"
-            )
-        )
+        read_upto = {
+            (room_id, user_id): upto
+            for room_id, user_id, upto in Membership.objects.filter(
+                room_id__in=rooms, user_id__in=users
+            ).values_list("room_id", "user_id", "last_read_message_id")
+        }
     muted = set(
-        RoomMute.objects.filter(room_id=message.room_id, user_id__in=users).values_list(
-            "user_id", flat=True
+        RoomMute.objects.filter(room_id__in=rooms, user_id__in=users).values_list(
+            "room_id", "user_id"
         )
     )
-    try:
-        viewing = presence.viewer_ids(message.room_id)
-    except RedisError:
-        viewing = set()  # unknown: the read pointer still catches whoever viewed at save time
+    viewing = {room_id: _viewers(room_id) for room_id in rooms}
     reasons: dict[str, list[int]] = {}
     reason: str
     kept = []
     for row in pending:
-        user_id = row.device.user_id
-        if user_id not in read_upto:
+        message = messages[row.message_id or 0]
+        user = (message.room_id, row.device.user_id)
+        if user not in read_upto:
             reason = Reason.READ  # left the room: nothing of it is theirs to read any more
-        elif user_id in viewing:
+        elif row.device.user_id in viewing[message.room_id]:
             reason = Reason.VIEWING
-        elif read_upto[user_id] >= message.pk:
+        elif read_upto[user] >= message.pk:
             reason = Reason.READ
-        elif user_id in muted:
+        elif user in muted:
             reason = Reason.MUTED
         else:
             kept.append(row)
@@ -206,6 +229,13 @@ def _without_skipped(
     for reason, ids in reasons.items():
         _skip(ids, reason)
     return kept
+
+
+def _viewers(room_id: int) -> set[int]:
+    try:
+        return presence.viewer_ids(room_id)
+    except RedisError:
+        return set()  # unknown: the read pointer still catches whoever viewed at save time
 
 
 def _skip(ids: list[int], reason: str) -> None:
@@ -273,40 +303,59 @@ def _badge_push(badge: int) -> PushMessage:
     )
 
 
-def delivery_settle(push: ReadyPush, outcome: PushOutcome) -> Settled:
-    """Record the service's answer; a `retry` answer comes back with when to try again."""
+def deliveries_settle(results: list[tuple[ReadyPush, PushOutcome]]) -> list[Settled]:
+    """Record the services' answers, in a few statements for many pushes; each `retry` answer
+    comes back with when to try again."""
     now = timezone.now()
-    rows = PushDelivery.objects.filter(pk=push.delivery_id, status=Status.SENDING)
-    error = outcome.error[:2000]
-    if outcome.status == "delivered":
-        rows.update(status=Status.SENT, sent_at=now, updated_at=now, last_error="")
-        metrics.PUSH_SENT.labels(push.target.kind).inc()
-        if push.message_created_at is not None:
-            metrics.PUSH_LATENCY.observe(max(0.0, now.timestamp() - push.message_created_at))
-        return Settled(Status.SENT)
-    if outcome.status == "gone":
-        with transaction.atomic():
-            rows.update(status=Status.GONE, updated_at=now, last_error=error)
-            Device.objects.filter(pk=push.target.device_id, active=True).update(
+    settled: list[Settled] = []
+    # (status, last_error) -> delivery ids: one UPDATE for each.
+    final: dict[tuple[str, str], list[int]] = {}
+    gone_devices: list[int] = []
+    for push, outcome in results:
+        kind = push.target.kind
+        error = outcome.error[:2000]
+        if outcome.status == "delivered":
+            final.setdefault((Status.SENT, ""), []).append(push.delivery_id)
+            metrics.PUSH_SENT.labels(kind).inc()
+            if push.message_created_at is not None:
+                metrics.PUSH_LATENCY.observe(max(0.0, now.timestamp() - push.message_created_at))
+            settled.append(Settled(Status.SENT))
+        elif outcome.status == "gone":
+            final.setdefault((Status.GONE, error), []).append(push.delivery_id)
+            gone_devices.append(push.target.device_id)
+            metrics.PUSH_GONE.labels(kind).inc()
+            settled.append(Settled(Status.GONE))
+        elif outcome.status == "retry" and push.attempt < app_settings.MAX_ATTEMPTS:
+            delay = retry_delay(push.attempt, outcome.retry_after_seconds)
+            PushDelivery.objects.filter(pk=push.delivery_id, status=Status.SENDING).update(
+                status=Status.PENDING,
+                updated_at=now,
+                next_attempt_at=now + timedelta(seconds=delay),
+                last_error=error,
+            )
+            metrics.PUSH_RETRIED.labels(kind).inc()
+            settled.append(
+                Settled(Status.PENDING, retry_at=now.timestamp() + delay, attempt=push.attempt)
+            )
+        else:
+            if outcome.status == "retry":
+                error = f"gave up after {push.attempt} attempts: {error}"
+            final.setdefault((Status.FAILED, error), []).append(push.delivery_id)
+            metrics.PUSH_FAILED.labels(kind).inc()
+            settled.append(Settled(Status.FAILED))
+    with transaction.atomic():
+        for (status, error), ids in final.items():
+            PushDelivery.objects.filter(pk__in=ids, status=Status.SENDING).update(
+                status=status,
+                updated_at=now,
+                last_error=error,
+                **({"sent_at": now} if status == Status.SENT else {}),
+            )
+        if gone_devices:
+            Device.objects.filter(pk__in=gone_devices, active=True).update(
                 active=False, deactivated_at=now
             )
-        metrics.PUSH_GONE.labels(push.target.kind).inc()
-        return Settled(Status.GONE)
-    if outcome.status == "retry" and push.attempt < app_settings.MAX_ATTEMPTS:
-        delay = retry_delay(push.attempt, outcome.retry_after_seconds)
-        rows.update(
-            status=Status.PENDING,
-            updated_at=now,
-            next_attempt_at=now + timedelta(seconds=delay),
-            last_error=error,
-        )
-        metrics.PUSH_RETRIED.labels(push.target.kind).inc()
-        return Settled(Status.PENDING, retry_at=now.timestamp() + delay, attempt=push.attempt)
-    if outcome.status == "retry":
-        error = f"gave up after {push.attempt} attempts: {error}"
-    rows.update(status=Status.FAILED, updated_at=now, last_error=error)
-    metrics.PUSH_FAILED.labels(push.target.kind).inc()
-    return Settled(Status.FAILED)
+    return settled
 
 
 def retry_delay(attempt: int, retry_after: float | None) -> float:

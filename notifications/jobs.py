@@ -10,7 +10,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 from channels.db import DatabaseSyncToAsync
 from redis.exceptions import RedisError
@@ -20,6 +20,8 @@ from notifications.app_settings import app_settings
 from notifications.backends import DeviceBackends, PushOutcome
 
 T = TypeVar("T")
+K = TypeVar("K")
+R = TypeVar("R")
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +35,53 @@ def in_db(function: Callable[..., T]) -> Callable[..., Awaitable[T]]:
     return DatabaseSyncToAsync(function, thread_sensitive=False, executor=_DB_THREADS)
 
 
+class Batcher(Generic[K, R]):
+    """Runs a batch function over the keys that many jobs ask for at about the same time.
+
+    While one batch is in the database, the jobs that ask meanwhile wait for the next: under
+    load the batches grow and the queries per push shrink; alone, a job waits for no one.
+    """
+
+    def __init__(self, batch: Callable[[list[K]], list[R]], max_size: int = 200) -> None:
+        self.batch = in_db(batch)
+        self.max_size = max_size
+        self.waiting: list[tuple[K, asyncio.Future[R]]] = []
+        self.draining: asyncio.Task[None] | None = None
+
+    async def __call__(self, key: K) -> R:
+        future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
+        self.waiting.append((key, future))
+        if self.draining is None:
+            self.draining = asyncio.create_task(self._drain())
+        return await future
+
+    async def _drain(self) -> None:
+        try:
+            while self.waiting:
+                await asyncio.sleep(0)  # let the jobs woken with this one join in
+                taken, self.waiting = (
+                    self.waiting[: self.max_size],
+                    self.waiting[self.max_size :],
+                )
+                try:
+                    results = await self.batch([key for key, _ in taken])
+                except Exception as error:
+                    for _, future in taken:
+                        if not future.done():
+                            future.set_exception(error)
+                    continue
+                for (_, future), result in zip(taken, results, strict=True):
+                    if not future.done():
+                        future.set_result(result)
+        finally:
+            self.draining = None
+
+
+def _plan_messages(message_ids: list[int]) -> list[list[delivery.ReadyPush]]:
+    by_message = delivery.message_deliveries(message_ids)
+    return [by_message.pop(message_id, []) for message_id in message_ids]
+
+
 class Sender:
     """Sends claimed pushes through the worker's backends, a bounded number at once."""
 
@@ -42,6 +91,10 @@ class Sender:
         self.backends = backends
         self.queue = push_queue
         self.slots = asyncio.Semaphore(concurrency)
+        self.plan_message: Batcher[int, list[delivery.ReadyPush]] = Batcher(_plan_messages)
+        self.settle: Batcher[tuple[delivery.ReadyPush, PushOutcome], delivery.Settled] = Batcher(
+            delivery.deliveries_settle
+        )
         self.sent = 0
         self.failed = 0
 
@@ -51,7 +104,7 @@ class Sender:
     async def _send(self, push: delivery.ReadyPush) -> None:
         async with self.slots:
             outcome = await self._outcome(push)
-        settled = await in_db(delivery.delivery_settle)(push, outcome)
+        settled = await self.settle((push, outcome))
         if settled.status == delivery.Status.SENT:
             self.sent += 1
         elif settled.status == delivery.Status.FAILED:
@@ -86,8 +139,9 @@ class Sender:
 
 
 async def push_message(ctx: dict[str, Any], *, message_id: int) -> int:
-    pushes = await in_db(delivery.message_deliveries)(message_id)
-    await ctx["sender"].send_all(pushes)
+    sender: Sender = ctx["sender"]
+    pushes = await sender.plan_message(message_id)
+    await sender.send_all(pushes)
     return len(pushes)
 
 

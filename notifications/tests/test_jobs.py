@@ -56,10 +56,19 @@ async def test_a_message_pushes_once_per_device_with_the_absolute_badge() -> Non
         "body": "hello bob",
         "badge": 2,  # the total over every room, not this room's count
     }
-    assert backend.to(phone)[1] == backend.to(browser)[1] == expected
+
+    def pushed_to(device: Device) -> dict[str, Any]:
+        return next(p for p in backend.to(device) if p["messageId"] == message_id)
+
+    assert pushed_to(phone) == pushed_to(browser) == expected
     assert len(backend.pushes) == 4  # two messages, two devices of bob; none to alice
     push = backend.pushes[-1].message
-    assert (push.urgency, push.ttl_seconds, push.silent) == ("high", 24 * 3600, False)
+    assert (push.urgency, push.ttl_seconds, push.silent, push.topic) == (
+        "high",
+        24 * 3600,
+        False,
+        None,
+    )
     sent = await sync(_deliveries)(message_id=message_id)
     assert [(d.status, d.attempts, d.badge) for d in sent] == [("sent", 1, 2)] * 2
     assert all(d.sent_at is not None for d in sent)
@@ -106,9 +115,8 @@ async def test_a_muted_room_is_not_pushed_and_unmuting_pushes_again() -> None:
     backend = RecordingBackend()
     async with running_worker(backend):
         muted_id = await sync(_send)(alice, room, "quiet", "c1")
-        await eventually(
-            lambda: sync(PushDelivery.objects.filter(message_id=muted_id).count)(), seconds=10
-        )
+        skipped = PushDelivery.objects.filter(message_id=muted_id, status="skipped")
+        await eventually(lambda: sync(skipped.exists)(), seconds=10)
         await sync(RoomMute.objects.filter(room=room, user=bob).delete)()
         loud_id = await sync(_send)(alice, room, "loud", "c2")
         await eventually(lambda: [p["messageId"] for p in backend.to(phone)] == [loud_id])
