@@ -80,13 +80,18 @@ class OutboxRelay:
             rows = await in_db(outbox_batch)()
             if rows:
                 grace = app_settings.GRACE_SECONDS
-                for message_id, created in rows:
-                    await self.queue.enqueue_push(
-                        queue.MESSAGE_JOB,
-                        key=queue.message_job_key(message_id),
-                        at=created + grace,
-                        message_id=message_id,
+                # Concurrently: saq bounds its own operations in flight.
+                await asyncio.gather(
+                    *(
+                        self.queue.enqueue_push(
+                            queue.MESSAGE_JOB,
+                            key=queue.message_job_key(message_id),
+                            at=created + grace,
+                            message_id=message_id,
+                        )
+                        for message_id, created in rows
                     )
+                )
                 await in_db(outbox_delete)([m for m, _ in rows])
                 self.relayed += len(rows)
             if len(rows) < BATCH:
