@@ -14,12 +14,14 @@ Web processes never talk to saq: they write the outbox (a database row) and publ
 or add a user to the badge set; the worker's relay (notifications.relay) makes the jobs.
 """
 
+import asyncio
 import logging
 import time
 from typing import Any
 
 from django.conf import settings
 from redis.asyncio import Redis as AsyncRedis
+from redis.exceptions import RedisError
 from saq.job import Status
 from saq.queue.redis import RedisQueue
 
@@ -124,6 +126,25 @@ class PushQueue(RedisQueue):
             args=[max(1, int(lock * 1000)), time.time()],
         )
         return [job_id.decode() for job_id in due or []]
+
+    async def dequeue(
+        self,
+        timeout: float = 0.0,  # noqa: ASYNC109 - saq's signature
+        poll_interval: float = 0.0,
+    ) -> Any:
+        # saq's job slots retry a failed dequeue at once: while Redis is down, every slot
+        # would spin. Each waits a second instead.
+        try:
+            return await super().dequeue(timeout, poll_interval)
+        except (RedisError, OSError) as error:
+            now = time.monotonic()
+            if now - self._last_dequeue_warning > 10:
+                self._last_dequeue_warning = now
+                logger.warning("push queue unreachable (%s); retrying every second", error)
+            await asyncio.sleep(1.0)
+            return None
+
+    _last_dequeue_warning = 0.0
 
     async def sweep(self, lock: int = 60, abort: float = 5.0) -> list[str]:
         """Put back the jobs of dead workers; leave live ones alone.

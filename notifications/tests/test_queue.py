@@ -59,3 +59,15 @@ async def test_a_job_whose_heartbeat_stopped_is_requeued_at_once(push_queue: Any
     assert await _sweep(push_queue) == [job.id]
     assert time.monotonic() - started < 2  # no waiting for a dead worker to answer an abort
     await _back_in_the_queue(push_queue, "beating")
+
+
+async def test_a_slot_waits_a_second_when_redis_is_unreachable() -> None:
+    from redis.asyncio import Redis as AsyncRedis
+
+    unreachable = queue.PushQueue(
+        AsyncRedis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=1), name="nowhere"
+    )
+    started = time.monotonic()
+    assert await unreachable.dequeue(timeout=1) is None  # no exception for saq to spin on
+    assert time.monotonic() - started >= 1.0
+    await unreachable.redis.aclose()
