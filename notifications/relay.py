@@ -24,7 +24,7 @@ from redis.asyncio import Redis as AsyncRedis
 from redis.exceptions import RedisError
 from saq.job import Status
 
-from notifications import delivery, queue
+from notifications import queue, upkeep
 from notifications.app_settings import app_settings
 from notifications.jobs import in_db
 from notifications.models import PushOutbox
@@ -122,7 +122,7 @@ class OutboxRelay:
             await self.queue.redis.zrem(key, *done)
 
     async def _upkeep(self) -> None:
-        overdue, stale = await in_db(delivery.deliveries_upkeep)()
+        overdue, stale = await in_db(upkeep.deliveries_upkeep)()
         for delivery_id, attempt in overdue:
             await self.queue.enqueue_push(
                 queue.RETRY_JOB,

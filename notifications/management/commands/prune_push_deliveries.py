@@ -3,7 +3,7 @@ from typing import Any
 from django.core.management.base import BaseCommand
 
 from notifications.app_settings import app_settings
-from notifications.delivery import deliveries_prune
+from notifications.upkeep import deliveries_prune
 
 
 class Command(BaseCommand):
