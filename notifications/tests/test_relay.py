@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from channels.db import database_sync_to_async
+from django.conf import settings
 from django.test import override_settings
 
 from chat.services import message_send
@@ -29,7 +30,9 @@ UNREACHABLE = "redis://127.0.0.1:1/0"  # nothing listens on port 1
 def _send_while_redis_is_unreachable(sender: Any, room: Any) -> int:
     redis_connection.cache_clear()
     try:
-        with override_settings(REDIS_URL=UNREACHABLE):
+        # The project's client comes from django-redis' CACHES entry (chatproject.redis_client).
+        caches = {"default": {**settings.CACHES["default"], "LOCATION": UNREACHABLE}}
+        with override_settings(REDIS_URL=UNREACHABLE, CACHES=caches):
             with pytest.raises(Exception):  # noqa: B017 - any refusal: it is unreachable
                 redis_connection().ping()
             sent = message_send(
