@@ -257,16 +257,19 @@ def markdown(data: dict[str, Any]) -> str:
         f"whose badge p99 passes {data['p99_limit']} ms, loses badges, or cannot be sent on time.",
         "",
         "| target msg/s | achieved | badges/s | badges got/expected | badge p50 | p95 | p99 | max "
-        "| room p99 | echo p50 | echo p99 | push done p50 |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| room p99 | echo p50 | echo p99 | push done p50 | daphne CPU ms/msg | ms/badge "
+        "| load gen. cores |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for step in steps:
-        b = step["badge"]
+        b, cpu = step["badge"], step["cpu"]
         lines.append(
             f"| {step['rate']:.0f} | {step['achieved']:.0f} | {step['badge_frames_per_s']:.0f} | "
             f"{b['n']}/{step['expected_badges']} | {ms(b['p50'])} | {ms(b['p95'])} | "
             f"{ms(b['p99'])} | {ms(b['max'])} | {ms(step['room']['p99'])} | "
-            f"{ms(step['echo']['p50'])} | {ms(step['echo']['p99'])} | {ms(step['push']['p50'])} |"
+            f"{ms(step['echo']['p50'])} | {ms(step['echo']['p99'])} | {ms(step['push']['p50'])} | "
+            f"{cpu['daphne_ms_per_message']:.2f} | {cpu['daphne_ms_per_badge']:.3f} "
+            f"| {cpu['load_cores']:.2f} |"
         )
     sustained = data["sustained"]
     lines += [

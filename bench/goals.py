@@ -1,0 +1,216 @@
+"""The issue's benchmark goals, one command each: `make bench BENCH_ARGS='--goal NAME'`.
+
+Each goal starts the stack (with `--procs N` daphne processes, on PostgreSQL when DATABASE_URL
+is set), connects only the clients it needs, runs its one phase, prints its verdict and writes
+`results/goal-NAME.md` and `.json`. Every result carries the server's CPU time per message and
+per badge frame and the load generator's CPU share, so a miss can say what limits it.
+
+rate200     badge p99 ≤ 15 ms at 200 msg/s, 500 clients in rooms of 5 (10 s after a warm-up)
+fanout1000  one room of 1,000 connected members: last member's badge ≤ 50 ms (p50/p99, 20 msgs)
+frames      ≥ 3,000 badge frames/s (rooms of 20, rate climbs until p99 passes 50 ms or loses)
+soak        server RSS growth < 5 % over `--soak-seconds` after a 60 s warm-up, with churn
+"""
+
+import json
+import os
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+from bench import cpu
+from bench.phases import P99_LIMIT_MS, Bench
+from bench.stack import RssSampler
+from bench.stats import latencies, sends_in, summarize
+
+NAMES = ("rate200", "fanout1000", "frames", "soak")
+
+
+def shape(name: str, args: Any) -> None:
+    """The plan (clients, room size, fan-out rooms) each goal needs, before seeding."""
+    args.compare_rooms = 1
+    if name == "rate200":
+        args.room_size = 5
+    elif name == "fanout1000":
+        args.clients, args.fanout = 0, [1000]
+    elif name == "frames":
+        args.clients, args.room_size = max(args.clients, 1000), 20
+    if name != "fanout1000":
+        args.fanout = []
+
+
+def run(name: str, args: Any, bench: Bench, sampler: RssSampler) -> dict[str, Any]:
+    senders, rooms = bench.load_senders()
+    if senders:
+        names = [f"u{i}" for i in range(1, args.clients + 1)]
+        join = {f"u{k * args.room_size + 1}": f"load-{k}" for k in range(len(senders))}
+        opened = bench.connect(names, "/ws/chat/", join)
+        print(f"{opened} load clients connected over {len(bench.stack.ports)} processes")
+    result: dict[str, Any] = {"goal": name, "procs": len(bench.stack.ports)}
+    if name == "rate200":
+        bench.run_load([50], 3.0, 1.0, False)  # warm-up: connections, caches, JIT-free paths
+        step = bench.run_load([200.0], max(args.duration, 10.0), 2.0, False)[0]
+        b = step["badge"]
+        result.update(step=_plain(step))
+        result["measured"] = (
+            f"badge p50 {b['p50']:.1f} ms, p99 {b['p99']:.1f} ms at {step['achieved']:.0f} msg/s "
+            f"with {args.clients} clients; {step['lost']} badges lost"
+        )
+        result["met"] = b["p99"] <= 15 and step["lost"] == 0 and step["achieved"] >= 190
+        result["cpu"] = step["cpu"]
+    elif name == "fanout1000":
+        args.fanout_messages = max(args.fanout_messages, 20)
+        row = bench.run_fanout(args.fanout_messages, False)[0][0]
+        last = row["last_member"]
+        result.update(row=row, cpu=row["cpu"])
+        result["measured"] = (
+            f"{row['size']} members, {row['messages']} messages: last member badged p50 "
+            f"{last['p50']:.1f} ms, p99 {last['p99']:.1f} ms (max {last['max']:.1f}); "
+            f"{row['lost']} badges lost"
+        )
+        result["met"] = last["p99"] <= 50 and row["lost"] == 0
+    elif name == "frames":
+        rates = [r for r in args.rates if r >= 50] if args.rates_given else [50, 100, 150, 200, 250]
+        steps = bench.run_load(rates, args.duration, 2.0, False)
+        ok = [s for s in steps if s["badge"]["p99"] <= P99_LIMIT_MS and s["lost"] == 0]
+        best = max(ok, key=lambda s: s["badge_frames_per_s"]) if ok else steps[-1]
+        result.update(steps=[_plain(s) for s in steps], cpu=best["cpu"])
+        result["measured"] = (
+            f"{best['badge_frames_per_s']:.0f} badge frames/s at {best['achieved']:.0f} msg/s "
+            f"(rooms of {args.room_size}, badge p99 {best['badge']['p99']:.1f} ms, "
+            f"{best['lost']} lost); daphne {best['cpu']['daphne_ms_per_badge']:.3f} ms CPU per "
+            "badge frame"
+        )
+        result["met"] = bool(ok) and best["badge_frames_per_s"] >= 3000
+    elif name == "soak":
+        result.update(_soak(args, bench, sampler))
+    return result
+
+
+def _soak(args: Any, bench: Bench, sampler: RssSampler) -> dict[str, Any]:
+    senders, rooms = bench.load_senders()
+    print(f"soak: 60 s warm-up, then {args.soak_seconds:.0f} s at {args.soak_rate:.0f} msg/s")
+    bench.settle()
+    bench.open_loop(senders, args.soak_rate, 60.0, churn_every=2.0, churn_count=2)
+    before = bench.cpu_snapshot()
+    window = bench.run_soak(args.soak_rate, args.soak_seconds, warmup=0.0)
+    time.sleep(2.0)
+    bench.settle()
+    after = bench.cpu_snapshot()
+    sent = len(sends_in(bench.sent, rooms, window))
+    badges = latencies(bench.samples, "badge", rooms=rooms, window=window)
+    lost = max(0, sent * (args.room_size - 1) - len(badges))
+    five = 5 * 10**9
+    rss: dict[str, tuple[float, float]] = {}
+    names = sorted({k for _, v in sampler.samples for k in v})
+    for proc in names:
+        first = [v[proc] for t, v in sampler.samples if window[0] <= t < window[0] + five]
+        last = [v[proc] for t, v in sampler.samples if window[1] - five <= t < window[1]]
+        if first and last:
+            rss[proc] = (statistics.median(first), statistics.median(last))
+    start, end = rss.get("daphne", (float("nan"), float("nan")))
+    growth = 100 * (end - start) / start
+    usage = cpu.usage(before, after, messages=sent, badge_frames=len(badges))
+    t0 = sampler.samples[0][0] if sampler.samples else 0
+    return {
+        "thread_changes": _changes(sampler.threads, t0, step=1),
+        "rss_steps": _changes(sampler.samples, t0, step=2**20),
+        "window": window,
+        "rss": rss,
+        "series": [(t, v) for t, v in sampler.samples],
+        "badge": summarize(badges),
+        "lost": lost,
+        "cpu": usage,
+        "measured": (
+            f"daphne RSS {start / 2**20:.1f} → {end / 2**20:.1f} MiB ({growth:+.1f} %) over "
+            f"{(window[1] - window[0]) / 1e9:.0f} s after a 60 s warm-up; {lost} badges lost"
+        ),
+        "met": growth < 5 and lost == 0 if args.soak_seconds >= 590 else None,
+    }
+
+
+def _changes(
+    series: list[tuple[int, dict[str, int]]], t0: int, step: int
+) -> list[tuple[float, str, int, int]]:
+    """(seconds since start, process, before, after) where a value moved by ≥ `step` within
+    5 s: thread counts, and RSS steps of a MiB or more."""
+    out: list[tuple[float, str, int, int]] = []
+    last: dict[str, tuple[int, int]] = {}
+    for t, values in series:
+        for name, value in values.items():
+            if name == "daphne":
+                continue
+            at, seen = last.get(name, (t, value))
+            if abs(value - seen) >= step:
+                out.append((round((t - t0) / 1e9, 1), name, seen, value))
+                last[name] = (t, value)
+            elif t - at > 5 * 10**9:
+                last[name] = (t, value)
+    return out[:200]
+
+
+def _plain(step: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in step.items() if k not in ("redis_calls_per_message",)}
+
+
+def write(out: Path, result: dict[str, Any], command: str) -> Path:
+    verdict = {True: "MET", False: "MISSED", None: "n/a (too short)"}[result["met"]]
+    lines = [
+        f"# Goal {result['goal']}: {verdict}",
+        "",
+        f"Command: `{command}`; {result['procs']} daphne process(es), "
+        f"{os.cpu_count()} CPUs, load average at the end {os.getloadavg()[0]:.1f}.",
+        "",
+        f"- measured: {result['measured']}",
+        f"- CPU: {cpu.describe(result['cpu'])}",
+        "- CPU seconds by process: "
+        + ", ".join(f"{k} {v:.1f}" for k, v in sorted(result["cpu"]["seconds"].items())),
+    ]
+    if result["goal"] == "soak":
+        lines += ["", "| process | start | end | growth |", "|---|---|---|---|"]
+        for proc, (start, end) in sorted(result["rss"].items()):
+            lines.append(
+                f"| {proc} | {start / 2**20:.1f} MiB | {end / 2**20:.1f} MiB | "
+                f"{100 * (end - start) / start:+.1f} % |"
+            )
+        lines += ["", "Thread count changes (s since start, process, before → after): "]
+        lines += [", ".join(f"{t} {n} {a}→{b}" for t, n, a, b in result["thread_changes"])]
+        lines += ["", "RSS steps of ≥ 1 MiB within 5 s (s since start, process, MiB): "]
+        lines += [
+            ", ".join(
+                f"{t} {n} {a / 2**20:.1f}→{b / 2**20:.1f}" for t, n, a, b in result["rss_steps"]
+            )
+        ]
+        series = result.pop("series")
+        _plot_rss(out / "rss-soak.png", series, tuple(result["window"]))
+        lines += ["", "![RSS](rss-soak.png)"]
+    path = out / f"goal-{result['goal']}.md"
+    path.write_text("\n".join(lines) + "\n")
+    (out / f"goal-{result['goal']}.json").write_text(json.dumps(result, indent=1, default=str))
+    return path
+
+
+def _plot_rss(
+    path: Path, series: list[tuple[int, dict[str, int]]], window: tuple[int, int]
+) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if not series:
+        return
+    fig, ax = plt.subplots(figsize=(8, 4))
+    t0 = series[0][0]
+    names = sorted({k for _, v in series for k in v})
+    for name in names:
+        points = [((t - t0) / 1e9, v[name] / 2**20) for t, v in series if name in v]
+        ax.plot([x for x, _ in points], [y for _, y in points], label=f"{name} RSS")
+    ax.axvspan((window[0] - t0) / 1e9, (window[1] - t0) / 1e9, alpha=0.15, label="measured")
+    ax.set_xlabel("seconds since the server started")
+    ax.set_ylabel("MiB")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
