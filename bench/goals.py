@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import cpu
+from bench import cpu, report
 from bench.phases import P99_LIMIT_MS, Bench
 from bench.stack import RssSampler
 from bench.stats import latencies, sends_in, summarize
@@ -49,7 +49,10 @@ def run(name: str, args: Any, bench: Bench, sampler: RssSampler) -> dict[str, An
     result: dict[str, Any] = {"goal": name, "procs": len(bench.stack.ports)}
     if name == "rate200":
         bench.run_load([50], 3.0, 1.0, False)  # warm-up: connections, caches, JIT-free paths
-        step = bench.run_load([200.0], max(args.duration, 10.0), 2.0, False)[0]
+        seconds = max(args.duration, 10.0)
+        spy = bench._spy("pyspy-goal-rate200.txt", seconds + 1, idle=False) if args.spy else None
+        step = bench.run_load([200.0], seconds, 2.0, False)[0]
+        result["pyspy"] = bench._spy_done(spy)
         b = step["badge"]
         result.update(step=_plain(step))
         result["measured"] = (
@@ -60,7 +63,8 @@ def run(name: str, args: Any, bench: Bench, sampler: RssSampler) -> dict[str, An
         result["cpu"] = step["cpu"]
     elif name == "fanout1000":
         args.fanout_messages = max(args.fanout_messages, 20)
-        row = bench.run_fanout(args.fanout_messages, False)[0][0]
+        rows, result["pyspy"] = bench.run_fanout(args.fanout_messages, args.spy)
+        row = rows[0]
         last = row["last_member"]
         result.update(row=row, cpu=row["cpu"])
         result["measured"] = (
@@ -74,6 +78,10 @@ def run(name: str, args: Any, bench: Bench, sampler: RssSampler) -> dict[str, An
         steps = bench.run_load(rates, args.duration, 2.0, False)
         ok = [s for s in steps if s["badge"]["p99"] <= P99_LIMIT_MS and s["lost"] == 0]
         best = max(ok, key=lambda s: s["badge_frames_per_s"]) if ok else steps[-1]
+        if args.spy:
+            spy = bench._spy("pyspy-goal-frames.txt", args.duration + 1, idle=False)
+            bench.run_load([best["rate"]], args.duration, 2.0, False)
+            result["pyspy"] = bench._spy_done(spy)
         result.update(steps=[_plain(s) for s in steps], cpu=best["cpu"])
         result["measured"] = (
             f"{best['badge_frames_per_s']:.0f} badge frames/s at {best['achieved']:.0f} msg/s "
@@ -166,6 +174,21 @@ def write(out: Path, result: dict[str, Any], command: str) -> Path:
         "- CPU seconds by process: "
         + ", ".join(f"{k} {v:.1f}" for k, v in sorted(result["cpu"]["seconds"].items())),
     ]
+    spied = result.get("pyspy")
+    if spied and Path(spied).exists():
+        lines += [
+            "",
+            f"py-spy on daphne0 during the measured phase (`{Path(spied).name}`, on-CPU samples "
+            "unless the phase samples idle threads too): self time by function over all "
+            "threads, % of samples:",
+            "",
+        ]
+        lines += [
+            f"- {pct:.1f} % `{frame[:110]}`" for frame, pct in report.pyspy_self_time(Path(spied))
+        ]
+        lines += ["", "Per thread:", ""]
+        for thread in report.pyspy_threads(Path(spied)):
+            lines.append(f"- **{thread['thread']}** busy {thread['busy']:.0f} %")
     if result["goal"] == "soak":
         lines += ["", "| process | start | end | growth |", "|---|---|---|---|"]
         for proc, (start, end) in sorted(result["rss"].items()):

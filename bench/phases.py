@@ -252,15 +252,18 @@ class Bench:
                 break
         return steps
 
-    def _spy(self, name: str, seconds: float) -> "tuple[subprocess.Popen[bytes], Path] | None":
-        """Start py-spy on daphne for `seconds` (raw stacks, every thread, idle included)."""
+    def _spy(
+        self, name: str, seconds: float, idle: bool = True
+    ) -> "tuple[subprocess.Popen[bytes], Path] | None":
+        """Start py-spy on daphne for `seconds` (raw stacks, every thread; idle ones only if
+        `idle`, else the samples show where CPU went)."""
         py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
         if not Path(py_spy).exists() or self.stack.daphne is None:
             return None
         output = self.results_dir / name
         command = [py_spy, "record", "--pid", str(self.stack.daphne.pid), "--rate", "250"]
         command += ["--duration", str(max(1, int(seconds))), "--format", "raw", "--nonblocking"]
-        command += ["--threads", "--idle", "--output", str(output)]
+        command += ["--threads", "--output", str(output)] + (["--idle"] if idle else [])
         return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE), output
 
     def _spy_done(self, spy: "tuple[subprocess.Popen[bytes], Path] | None") -> str | None:

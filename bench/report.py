@@ -97,6 +97,21 @@ def pyspy_threads(path: Path, limit: int = 8) -> list[dict[str, Any]]:
     return out
 
 
+def pyspy_self_time(path: Path, limit: int = 25) -> list[tuple[str, float]]:
+    """Where the process's CPU went, over all threads: self time per function, % of busy."""
+    leaves: Counter[str] = Counter()
+    for line in path.read_text().splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not stack or not count_text.isdigit():
+            continue
+        frames = stack.split(";")
+        if any(frame.startswith(_IDLE) for frame in frames):
+            continue
+        leaves[frames[-1].rsplit(":", 1)[0] + ")"] += int(count_text)
+    total = sum(leaves.values()) or 1
+    return [(frame, 100 * n / total) for frame, n in leaves.most_common(limit)]
+
+
 # --- plots -------------------------------------------------------------------------------
 
 

@@ -51,6 +51,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--procs", type=int, default=1, help="daphne processes, clients spread over")
     p.add_argument("--client-procs", type=int, default=2)
     p.add_argument("--goal", choices=goal_runs.NAMES, help="run one goal's phase only")
+    p.add_argument("--spy", action="store_true", help="with --goal: py-spy on daphne0")
     p.add_argument("--profile-rate", type=float, default=None, help="200; 0 skips py-spy")
     p.add_argument("--keep-climbing", action="store_true", help="run every rate step")
     p.add_argument("--quick", action="store_true", help="a ~1 minute smoke run")
