@@ -4,6 +4,7 @@ Read on every access (not at import) so tests can change them with `override_set
 """
 
 from django.conf import settings
+from django.db import connections
 
 
 class _ChatSettings:
@@ -35,6 +36,14 @@ class _ChatSettings:
     def PRESENCE_TTL_SECONDS(self) -> int:  # noqa: N802
         """A viewing connection that stops refreshing (its process died) expires after this."""
         return self._int("PRESENCE_TTL_SECONDS", 90)
+
+    @property
+    def SEND_CONCURRENTLY(self) -> bool:  # noqa: N802
+        """Save sent messages on a pool of threads, each with its own database connection,
+        rather than in the one thread all of a process's consumers share. Off on SQLite, which
+        takes one writer at a time (and whose in-memory test databases are per connection)."""
+        default = connections["default"].vendor != "sqlite"
+        return bool(getattr(settings, "CHAT_SEND_CONCURRENTLY", default))
 
     @property
     def UNREAD_COUNTS(self) -> str:  # noqa: N802
