@@ -198,6 +198,23 @@ class Bench:
             self.closed_loop(senders[:1], 1, gap=0.5)
             self.collect()
 
+    def await_badges(
+        self, rooms: set[int], window: tuple[int, int], recipients: int, quiet: float = 3.0
+    ) -> None:
+        """Collect until every badge of the window's messages arrived, or none came for
+        `quiet` s (what is still missing then is lost). With sends saved concurrently the
+        settling ack no longer proves the receivers' backlog is gone."""
+        expected = len(sends_in(self.sent, rooms, window)) * recipients
+        seen, last_change = -1, time.monotonic()
+        while time.monotonic() - last_change < quiet:
+            self.collect()
+            got = len(latencies(self.samples, "badge", rooms=rooms, window=window))
+            if got >= expected:
+                return
+            if got != seen:
+                seen, last_change = got, time.monotonic()
+            time.sleep(0.5)
+
     def load_senders(self) -> tuple[list[tuple[int, int]], set[int]]:
         count = self.plan.clients // self.plan.room_size
         senders = [
@@ -218,6 +235,7 @@ class Bench:
             window = self.open_loop(senders, rate, duration)
             time.sleep(drain)
             self.settle()  # an overloaded step's late badges still count, with their latency
+            self.await_badges(rooms, window, self.plan.room_size - 1)
             cpu_after = self.cpu_snapshot()
             after = self.stack.command_stats()
             step = self.summary(rooms, window, self.plan.room_size - 1)
@@ -263,7 +281,7 @@ class Bench:
         output = self.results_dir / name
         command = [py_spy, "record", "--pid", str(self.stack.daphne.pid), "--rate", "250"]
         command += ["--duration", str(max(1, int(seconds))), "--format", "raw", "--nonblocking"]
-        command += ["--threads", "--output", str(output)] + (["--idle"] if idle else [])
+        command += ["--threads", "--output", str(output)] + (["--idle"] if idle else ["--gil"])
         return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE), output
 
     def _spy_done(self, spy: "tuple[subprocess.Popen[bytes], Path] | None") -> str | None:
