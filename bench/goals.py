@@ -92,6 +92,7 @@ def run(name: str, args: Any, bench: Bench, sampler: RssSampler) -> dict[str, An
         result["met"] = bool(ok) and best["badge_frames_per_s"] >= 3000
     elif name == "soak":
         result.update(_soak(args, bench, sampler))
+    result["client_errors"] = {"count": bench.error_count, "first": bench.errors[:10]}
     return result
 
 
@@ -171,6 +172,8 @@ def write(out: Path, result: dict[str, Any], command: str) -> Path:
         "",
         f"- measured: {result['measured']}",
         f"- CPU: {cpu.describe(result['cpu'])}",
+        f"- client errors: {result['client_errors']['count']} "
+        + "; ".join(f"`{e[:120]}`" for e in result["client_errors"]["first"][:3]),
         "- CPU seconds by process: "
         + ", ".join(f"{k} {v:.1f}" for k, v in sorted(result["cpu"]["seconds"].items())),
     ]

@@ -199,7 +199,7 @@ class Bench:
             self.collect()
 
     def await_badges(
-        self, rooms: set[int], window: tuple[int, int], recipients: int, quiet: float = 3.0
+        self, rooms: set[int], window: tuple[int, int], recipients: int, quiet: float = 10.0
     ) -> None:
         """Collect until every badge of the window's messages arrived, or none came for
         `quiet` s (what is still missing then is lost). With sends saved concurrently the
