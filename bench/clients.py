@@ -61,7 +61,7 @@ class ClientProcess:
 
     async def cmd_connect(self, users: list[tuple[int, str, int | None]]) -> int:
         """users: (user id, URL with token, room to join or None). Returns open connections."""
-        gate = asyncio.Semaphore(50)
+        gate = asyncio.Semaphore(20)
 
         async def one(user_id: int, url: str, join_room: int | None) -> None:
             async with gate:
@@ -139,7 +139,14 @@ class ClientProcess:
 
     # --- connections --------------------------------------------------------------------
 
-    async def _open(self, conn: Conn) -> None:
+    async def _open(self, conn: Conn, attempts: int = 3) -> None:
+        """Connect (and join); a loaded server may refuse a handshake: retry a few times."""
+        for attempt in range(attempts):
+            if await self._open_once(conn, last=attempt == attempts - 1):
+                return
+            await asyncio.sleep(1.0 + attempt)
+
+    async def _open_once(self, conn: Conn, last: bool) -> bool:
         conn.ready.clear()
         conn.joined.clear()
         conn.last_update.clear()
@@ -158,8 +165,11 @@ class ClientProcess:
                 await conn.ws.send(json.dumps({"type": "join-room", "roomId": conn.join_room}))
                 await asyncio.wait_for(conn.joined.wait(), CONNECT_TIMEOUT)
         except (OSError, TimeoutError, websockets.WebSocketException) as error:
-            self.errors.append(f"connect user {conn.user_id}: {error!r}")
+            if last:
+                self.errors.append(f"connect user {conn.user_id}: {error!r}")
             await self._close(conn)
+            return False
+        return True
 
     async def _close(self, conn: Conn) -> None:
         ws, conn.ws = conn.ws, None
