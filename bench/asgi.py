@@ -11,6 +11,11 @@ from django.core.asgi import get_asgi_application
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "bench.settings")
 django_asgi_app = get_asgi_application()
 
+if os.environ.get("BENCH_MEMWATCH"):
+    from bench import memwatch
+
+    memwatch.start(os.environ["BENCH_MEMWATCH"])
+
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.urls import path  # noqa: E402
 

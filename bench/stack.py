@@ -65,6 +65,8 @@ class Stack:
 
     def start(self) -> None:
         self.logs.mkdir(parents=True, exist_ok=True)
+        for stale in self.logs.glob("memwatch-*.jsonl"):
+            stale.unlink()
         self.redis_given = bool(os.environ.get("REDIS_URL"))
         self.redis_url = redis_url_from_environment()  # embedded unless REDIS_URL is set
         self.env = {
@@ -79,6 +81,7 @@ class Stack:
             "NOTIFICATIONS_PUSH_BACKEND": "bench.pushes.RecordingDelayedPushBackend",
             "NOTIFICATIONS_PUSH_DELAY_SECONDS": str(self.push_delay),
             "PYTHONPATH": str(ROOT),
+            "BENCH_MEMWATCH": str(self.logs.resolve()),
         }
         self._run([sys.executable, "manage.py", "migrate", "--noinput"], "migrate")
 
