@@ -23,6 +23,8 @@ from typing import Any
 
 import websockets
 
+from bench.leanclient import LeanWebSocket
+
 # (kind, room id, send ns, arrival ns); kind is badge, room, echo (chat-message) or ack.
 Sample = tuple[str, int, int, int]
 CONNECT_TIMEOUT = 30.0
@@ -47,8 +49,9 @@ class Conn:
 
 
 class ClientProcess:
-    def __init__(self, index: int) -> None:
+    def __init__(self, index: int, lean: bool = True) -> None:
         self.index = index
+        self.lean = lean
         self.conns: dict[int, Conn] = {}
         self.samples: list[Sample] = []
         self.sent: list[tuple[int, int]] = []
@@ -151,6 +154,13 @@ class ClientProcess:
         conn.joined.clear()
         conn.last_update.clear()
         try:
+            if self.lean:
+                conn.ws = await LeanWebSocket.connect(
+                    conn.url,
+                    lambda raw: self._on_frame(conn, raw, time.perf_counter_ns()),
+                    CONNECT_TIMEOUT,
+                )
+                return await self._ready_and_joined(conn)
             conn.ws = await websockets.connect(
                 conn.url,
                 compression=None,
@@ -160,15 +170,18 @@ class ClientProcess:
                 close_timeout=2,
             )
             conn.reader = asyncio.create_task(self._read(conn))
-            await asyncio.wait_for(conn.ready.wait(), CONNECT_TIMEOUT)
-            if conn.join_room is not None:
-                await conn.ws.send(json.dumps({"type": "join-room", "roomId": conn.join_room}))
-                await asyncio.wait_for(conn.joined.wait(), CONNECT_TIMEOUT)
+            return await self._ready_and_joined(conn)
         except (OSError, TimeoutError, websockets.WebSocketException) as error:
             if last:
                 self.errors.append(f"connect user {conn.user_id}: {error!r}")
             await self._close(conn)
             return False
+
+    async def _ready_and_joined(self, conn: Conn) -> bool:
+        await asyncio.wait_for(conn.ready.wait(), CONNECT_TIMEOUT)
+        if conn.join_room is not None:
+            await conn.ws.send(json.dumps({"type": "join-room", "roomId": conn.join_room}))
+            await asyncio.wait_for(conn.joined.wait(), CONNECT_TIMEOUT)
         return True
 
     async def _close(self, conn: Conn) -> None:
@@ -265,12 +278,12 @@ class ClientProcess:
                 future.set_result(None)
 
 
-def _worker_main(pipe: multiprocessing.connection.Connection, index: int) -> None:
-    asyncio.run(_serve(pipe, index))
+def _worker_main(pipe: multiprocessing.connection.Connection, index: int, lean: bool) -> None:
+    asyncio.run(_serve(pipe, index, lean))
 
 
-async def _serve(pipe: multiprocessing.connection.Connection, index: int) -> None:
-    client = ClientProcess(index)
+async def _serve(pipe: multiprocessing.connection.Connection, index: int, lean: bool) -> None:
+    client = ClientProcess(index, lean)
     loop = asyncio.get_running_loop()
     while True:
         try:
@@ -289,14 +302,14 @@ async def _serve(pipe: multiprocessing.connection.Connection, index: int) -> Non
 class ClientPool:
     """The coordinator's handle on the client processes; users are spread round-robin."""
 
-    def __init__(self, processes: int) -> None:
+    def __init__(self, processes: int, lean: bool = True) -> None:
         context = multiprocessing.get_context("spawn")
         self.pipes: list[multiprocessing.connection.Connection] = []
         self.procs: list[Any] = []
         self.owner: dict[int, int] = {}
         for index in range(processes):
             parent, child = context.Pipe()
-            proc = context.Process(target=_worker_main, args=(child, index), daemon=True)
+            proc = context.Process(target=_worker_main, args=(child, index, lean), daemon=True)
             proc.start()
             self.pipes.append(parent)
             self.procs.append(proc)

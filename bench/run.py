@@ -50,6 +50,12 @@ def parse(argv: list[str]) -> argparse.Namespace:
     )
     p.add_argument("--procs", type=int, default=1, help="daphne processes, clients spread over")
     p.add_argument("--client-procs", type=int, default=2)
+    p.add_argument(
+        "--client",
+        choices=["lean", "websockets"],
+        default="lean",
+        help="the load generator's WebSocket client (bench/leanclient.py or the library)",
+    )
     p.add_argument("--goal", choices=goal_runs.NAMES, help="run one goal's phase only")
     p.add_argument("--spy", action="store_true", help="with --goal: py-spy on daphne0")
     p.add_argument("--profile-rate", type=float, default=None, help="200; 0 skips py-spy")
@@ -87,7 +93,7 @@ def main(argv: list[str]) -> int:
         stack.serve()
         sampler = RssSampler(stack)
         sampler.start()
-        pool = ClientPool(args.client_procs)
+        pool = ClientPool(args.client_procs, lean=args.client == "lean")
         bench = Bench(plan, stack, pool, seeded, out)
         if args.goal:
             result = goal_runs.run(args.goal, args, bench, sampler)
