@@ -64,8 +64,9 @@ def run(name: str, args: Any, bench: Bench, sampler: RssSampler) -> dict[str, An
         result["met"] = b["p99"] <= 15 and step["lost"] == 0 and step["achieved"] >= 190
         result["cpu"] = step["cpu"]
     elif name == "fanout1000":
-        args.fanout_messages = max(args.fanout_messages, 20)
-        rows, result["pyspy"] = bench.run_fanout(args.fanout_messages, args.spy)
+        if not args.fanout_messages_given:
+            args.fanout_messages = 20
+        rows, result["pyspy"] = bench.run_fanout(args.fanout_messages, args.spy, idle=False)
         row = rows[0]
         last = row["last_member"]
         result.update(row=row, cpu=row["cpu"])

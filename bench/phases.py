@@ -313,7 +313,9 @@ class Bench:
         self.collect()
         return window
 
-    def run_fanout(self, messages: int, profile: bool) -> tuple[list[dict[str, Any]], str | None]:
+    def run_fanout(
+        self, messages: int, profile: bool, idle: bool = True
+    ) -> tuple[list[dict[str, Any]], str | None]:
         """The last member's badge per room size; py-spy during the largest room if asked."""
         needed = max(self.plan.fanout, default=0)
         extra = [f"u{i}" for i in range(self.plan.clients + 1, needed + 1)]
@@ -326,7 +328,7 @@ class Bench:
             room_id = self.room(f"fan-{size}")
             gap = max(0.5, size / 1000)
             if profile and size == needed:
-                spy = self._spy("pyspy-fanout.txt", messages * (gap + 0.3))
+                spy = self._spy("pyspy-fanout.txt", messages * (gap + 0.3), idle=idle)
             cpu_before = self.cpu_snapshot()
             window = self.closed_loop([(self.uid("u1"), room_id)], messages, gap=gap)
             time.sleep(0.5)

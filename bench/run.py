@@ -64,6 +64,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--results", type=Path, default=RESULTS)
     args = p.parse_args(argv)
     args.rates_given = any(arg.startswith("--rates") for arg in argv)
+    args.fanout_messages_given = any(arg.startswith("--fanout-messages") for arg in argv)
     if args.goal:
         goal_runs.shape(args.goal, args)
     if args.quick:
