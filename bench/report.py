@@ -165,7 +165,7 @@ def plot_fanout(out: Path, fanout: list[dict[str, Any]]) -> None:
     )
     ax.plot(sizes, [row["last_member"]["max"] for row in fanout], "x:", label="last member (max)")
     ax.plot(sizes, [row["member"]["p50"] for row in fanout], "s--", label="any member p50")
-    ax.axhline(100, color="red", alpha=0.5, label="100 ms")
+    ax.axhline(50, color="red", alpha=0.5, label="50 ms")
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("room members")
