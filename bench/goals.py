@@ -181,7 +181,7 @@ def _changes(
         for name, value in values.items():
             if name == "daphne":
                 continue
-            at, seen = last.get(name, (t, value))
+            at, seen = last.setdefault(name, (t, value))
             if abs(value - seen) >= step:
                 out.append((round((t - t0) / 1e9, 1), name, seen, value))
                 last[name] = (t, value)

@@ -3,9 +3,10 @@
 RSS alone cannot tell a leak from a cache or from the allocator keeping freed memory. Started
 by bench/asgi.py when BENCH_MEMWATCH names a directory, a daemon thread appends one JSON line
 per second to `memwatch-<pid>.jsonl` there: RSS, threads, Python's live object blocks
-(`sys.getallocatedblocks`), and glibc's view (`mallinfo2`: bytes in use, bytes free but kept
-in its arenas, bytes in mmapped chunks). A step in RSS with flat blocks and flat in-use bytes
-is the allocator (a new thread's arena, fragmentation), not objects that pile up.
+(`sys.getallocatedblocks`), SQLite's own allocations (its page caches), and glibc's view
+(`mallinfo2`: bytes in use, bytes free but kept in its arenas, bytes in mmapped chunks). A
+step in RSS with flat blocks and flat in-use bytes is the allocator (a new thread's arena,
+fragmentation), not objects that pile up.
 """
 
 import ctypes
@@ -50,6 +51,19 @@ def _mallinfo() -> dict[str, int]:
     }
 
 
+def _sqlite() -> dict[str, int]:
+    """SQLite's own allocations (its page caches), from the library Python's sqlite3 uses."""
+    try:
+        import _sqlite3
+
+        lib = ctypes.CDLL(_sqlite3.__file__)
+        used = lib.sqlite3_memory_used
+    except (OSError, AttributeError, ImportError):
+        return {}
+    used.restype = ctypes.c_int64
+    return {"sqlite_memory": int(used())}
+
+
 def sample() -> dict[str, int]:
     page = os.sysconf("SC_PAGE_SIZE")
     with open("/proc/self/statm") as statm:
@@ -61,6 +75,7 @@ def sample() -> dict[str, int]:
         "blocks": sys.getallocatedblocks(),
         "gc_objects": len(gc.get_objects()) if os.environ.get("BENCH_MEMWATCH_GC") else 0,
         **_mallinfo(),
+        **_sqlite(),
     }
 
 
