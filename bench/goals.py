@@ -252,7 +252,8 @@ def write(out: Path, result: dict[str, Any], command: str) -> Path:
             ]
         series = result.pop("series")
         _plot_rss(out / "rss-soak.png", series, tuple(result["window"]))
-        lines += ["", "![RSS](rss-soak.png)"]
+        _plot_memwatch(out / "memwatch-soak.png", out, series[0][0] if series else 0)
+        lines += ["", "![RSS](rss-soak.png)", "", "![inside daphne](memwatch-soak.png)"]
     path = out / f"goal-{result['goal']}.md"
     path.write_text("\n".join(lines) + "\n")
     (out / f"goal-{result['goal']}.json").write_text(json.dumps(result, indent=1, default=str))
@@ -289,3 +290,32 @@ def _human(key: str, value: float) -> str:
     return (
         f"{value / 2**20:.1f} MiB" if key == "rss" or key.startswith("malloc") else f"{value:.0f}"
     )
+
+
+def _plot_memwatch(path: Path, directory: Path, t0: int) -> None:
+    """What each daphne's memory is made of over the run (bench/memwatch.py)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    files = sorted(directory.glob("memwatch-*.jsonl"))
+    if not files:
+        return
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(8, 6), sharex=True)
+    for file in files:
+        rows = [json.loads(line) for line in file.read_text().splitlines() if line.strip()]
+        xs = [(r["t"] - t0) / 1e9 for r in rows]
+        for key in ("rss", "malloc_in_use", "malloc_free", "sqlite_memory"):
+            if key in rows[0]:
+                top.plot(xs, [r[key] / 2**20 for r in rows], label=f"{file.stem[9:]} {key}")
+        bottom.plot(xs, [r["blocks"] / 1000 for r in rows], label=f"{file.stem[9:]} blocks")
+    top.set_ylabel("MiB")
+    top.legend(fontsize=7)
+    top.grid(True, alpha=0.3)
+    bottom.set_ylabel("Python blocks (thousands)")
+    bottom.set_xlabel("seconds since the server started")
+    bottom.grid(True, alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
