@@ -80,19 +80,20 @@ def run(name: str, args: Any, bench: Bench, sampler: RssSampler) -> dict[str, An
         rates = [r for r in args.rates if r >= 50] if args.rates_given else [50, 100, 150, 200, 250]
         steps = bench.run_load(rates, args.duration, 2.0, False)
         ok = [s for s in steps if s["badge"]["p99"] <= P99_LIMIT_MS and s["lost"] == 0]
-        best = max(ok, key=lambda s: s["badge_frames_per_s"]) if ok else steps[-1]
+        best = max(ok, key=lambda s: s["delivered_per_s"]) if ok else steps[-1]
         if args.spy:
             spy = bench._spy("pyspy-goal-frames.txt", args.duration + 1, idle=False)
             bench.run_load([best["rate"]], args.duration, 2.0, False)
             result["pyspy"] = bench._spy_done(spy)
         result.update(steps=[_plain(s) for s in steps], cpu=best["cpu"])
         result["measured"] = (
-            f"{best['badge_frames_per_s']:.0f} badge frames/s at {best['achieved']:.0f} msg/s "
-            f"(rooms of {args.room_size}, badge p99 {best['badge']['p99']:.1f} ms, "
-            f"{best['lost']} lost); daphne {best['cpu']['daphne_ms_per_badge']:.3f} ms CPU per "
-            "badge frame"
+            f"{best['delivered_per_s']:.0f} badge frames/s delivered at {best['achieved']:.0f} "
+            f"msg/s (rooms of {args.room_size}, badge p99 {best['badge']['p99']:.1f} ms, "
+            f"{best['lost']} lost); most delivered in any step "
+            f"{max(s['delivered_per_s'] for s in steps):.0f}/s; daphne "
+            f"{best['cpu']['daphne_ms_per_badge']:.3f} ms CPU per badge frame"
         )
-        result["met"] = bool(ok) and best["badge_frames_per_s"] >= 3000
+        result["met"] = bool(ok) and best["delivered_per_s"] >= 3000
     elif name == "soak":
         result.update(_soak(args, bench, sampler))
     result["client_errors"] = {"count": bench.error_count, "first": bench.errors[:10]}
