@@ -10,6 +10,7 @@ fragmentation), not objects that pile up.
 """
 
 import ctypes
+import functools
 import gc
 import json
 import os
@@ -37,13 +38,26 @@ class _MallInfo2(ctypes.Structure):
     ]
 
 
-def _mallinfo() -> dict[str, int]:
+@functools.cache
+def _library(name: str) -> ctypes.CDLL | None:
+    # Loaded once: a CDLL and its function types form reference cycles, so loading one every
+    # second would feed the very garbage the soak watches.
     try:
-        libc = ctypes.CDLL("libc.so.6")
-        libc.mallinfo2.restype = _MallInfo2
-        info = libc.mallinfo2()
-    except (OSError, AttributeError):
+        return ctypes.CDLL(name)
+    except OSError:
+        return None
+
+
+def _mallinfo() -> dict[str, int]:
+    libc = _library("libc.so.6")
+    try:
+        mallinfo2 = libc.mallinfo2 if libc is not None else None
+    except AttributeError:
+        mallinfo2 = None
+    if mallinfo2 is None:
         return {}
+    mallinfo2.restype = _MallInfo2
+    info = mallinfo2()
     return {
         "malloc_in_use": int(info.uordblks) + int(info.hblkhd),
         "malloc_free": int(info.fordblks),
@@ -56,9 +70,11 @@ def _sqlite() -> dict[str, int]:
     try:
         import _sqlite3
 
-        lib = ctypes.CDLL(_sqlite3.__file__)
-        used = lib.sqlite3_memory_used
-    except (OSError, AttributeError, ImportError):
+        lib = _library(_sqlite3.__file__)
+        used = lib.sqlite3_memory_used if lib is not None else None
+    except (AttributeError, ImportError):
+        return {}
+    if used is None:
         return {}
     used.restype = ctypes.c_int64
     return {"sqlite_memory": int(used())}
@@ -79,8 +95,30 @@ def sample() -> dict[str, int]:
     }
 
 
+def cyclic_garbage(path: Path, every: float = 30.0) -> None:
+    """With BENCH_GC_GARBAGE=1: every `every` s, collect with DEBUG_SAVEALL and log which
+    types the collector found in reference cycles (what makes the blocks' sawtooth)."""
+    from collections import Counter
+
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    with path.open("a") as out:
+        while True:
+            time.sleep(every)
+            gc.collect()
+            kinds = Counter(type(obj).__qualname__ for obj in gc.garbage)
+            gc.garbage.clear()
+            out.write(json.dumps({"t": time.perf_counter_ns(), "top": kinds.most_common(25)}))
+            out.write("\n")
+            out.flush()
+
+
 def start(directory: str, every: float = 1.0) -> None:
     path = Path(directory) / f"memwatch-{os.getpid()}.jsonl"
+    if os.environ.get("BENCH_GC_GARBAGE"):
+        garbage = Path(directory) / f"gc-garbage-{os.getpid()}.jsonl"
+        threading.Thread(
+            target=cyclic_garbage, args=(garbage,), name="bench-gc-garbage", daemon=True
+        ).start()
 
     def run() -> None:
         with path.open("a") as out:
