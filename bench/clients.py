@@ -23,6 +23,8 @@ from typing import Any
 
 import websockets
 
+from bench.leanclient import LeanWebSocket
+
 # (kind, room id, send ns, arrival ns); kind is badge, room, echo (chat-message) or ack.
 Sample = tuple[str, int, int, int]
 CONNECT_TIMEOUT = 30.0
@@ -47,8 +49,9 @@ class Conn:
 
 
 class ClientProcess:
-    def __init__(self, index: int) -> None:
+    def __init__(self, index: int, lean: bool = True) -> None:
         self.index = index
+        self.lean = lean
         self.conns: dict[int, Conn] = {}
         self.samples: list[Sample] = []
         self.sent: list[tuple[int, int]] = []
@@ -61,7 +64,7 @@ class ClientProcess:
 
     async def cmd_connect(self, users: list[tuple[int, str, int | None]]) -> int:
         """users: (user id, URL with token, room to join or None). Returns open connections."""
-        gate = asyncio.Semaphore(50)
+        gate = asyncio.Semaphore(20)
 
         async def one(user_id: int, url: str, join_room: int | None) -> None:
             async with gate:
@@ -139,11 +142,25 @@ class ClientProcess:
 
     # --- connections --------------------------------------------------------------------
 
-    async def _open(self, conn: Conn) -> None:
+    async def _open(self, conn: Conn, attempts: int = 3) -> None:
+        """Connect (and join); a loaded server may refuse a handshake: retry a few times."""
+        for attempt in range(attempts):
+            if await self._open_once(conn, last=attempt == attempts - 1):
+                return
+            await asyncio.sleep(1.0 + attempt)
+
+    async def _open_once(self, conn: Conn, last: bool) -> bool:
         conn.ready.clear()
         conn.joined.clear()
         conn.last_update.clear()
         try:
+            if self.lean:
+                conn.ws = await LeanWebSocket.connect(
+                    conn.url,
+                    lambda raw: self._on_frame(conn, raw, time.perf_counter_ns()),
+                    CONNECT_TIMEOUT,
+                )
+                return await self._ready_and_joined(conn)
             conn.ws = await websockets.connect(
                 conn.url,
                 compression=None,
@@ -153,13 +170,19 @@ class ClientProcess:
                 close_timeout=2,
             )
             conn.reader = asyncio.create_task(self._read(conn))
-            await asyncio.wait_for(conn.ready.wait(), CONNECT_TIMEOUT)
-            if conn.join_room is not None:
-                await conn.ws.send(json.dumps({"type": "join-room", "roomId": conn.join_room}))
-                await asyncio.wait_for(conn.joined.wait(), CONNECT_TIMEOUT)
+            return await self._ready_and_joined(conn)
         except (OSError, TimeoutError, websockets.WebSocketException) as error:
-            self.errors.append(f"connect user {conn.user_id}: {error!r}")
+            if last:
+                self.errors.append(f"connect user {conn.user_id}: {error!r}")
             await self._close(conn)
+            return False
+
+    async def _ready_and_joined(self, conn: Conn) -> bool:
+        await asyncio.wait_for(conn.ready.wait(), CONNECT_TIMEOUT)
+        if conn.join_room is not None:
+            await conn.ws.send(json.dumps({"type": "join-room", "roomId": conn.join_room}))
+            await asyncio.wait_for(conn.joined.wait(), CONNECT_TIMEOUT)
+        return True
 
     async def _close(self, conn: Conn) -> None:
         ws, conn.ws = conn.ws, None
@@ -255,12 +278,12 @@ class ClientProcess:
                 future.set_result(None)
 
 
-def _worker_main(pipe: multiprocessing.connection.Connection, index: int) -> None:
-    asyncio.run(_serve(pipe, index))
+def _worker_main(pipe: multiprocessing.connection.Connection, index: int, lean: bool) -> None:
+    asyncio.run(_serve(pipe, index, lean))
 
 
-async def _serve(pipe: multiprocessing.connection.Connection, index: int) -> None:
-    client = ClientProcess(index)
+async def _serve(pipe: multiprocessing.connection.Connection, index: int, lean: bool) -> None:
+    client = ClientProcess(index, lean)
     loop = asyncio.get_running_loop()
     while True:
         try:
@@ -279,14 +302,14 @@ async def _serve(pipe: multiprocessing.connection.Connection, index: int) -> Non
 class ClientPool:
     """The coordinator's handle on the client processes; users are spread round-robin."""
 
-    def __init__(self, processes: int) -> None:
+    def __init__(self, processes: int, lean: bool = True) -> None:
         context = multiprocessing.get_context("spawn")
         self.pipes: list[multiprocessing.connection.Connection] = []
         self.procs: list[Any] = []
         self.owner: dict[int, int] = {}
         for index in range(processes):
             parent, child = context.Pipe()
-            proc = context.Process(target=_worker_main, args=(child, index), daemon=True)
+            proc = context.Process(target=_worker_main, args=(child, index, lean), daemon=True)
             proc.start()
             self.pipes.append(parent)
             self.procs.append(proc)

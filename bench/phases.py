@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench import cpu
 from bench.clients import ClientPool, Sample
 from bench.stack import Stack
 from bench.stats import latencies, push_latencies, sends_in, summarize
@@ -83,7 +84,8 @@ class Bench:
         users = [
             (
                 self.uid(name),
-                f"ws://127.0.0.1:{self.stack.port}{path}?token={self.seeded['users'][name][1]}",
+                f"ws://127.0.0.1:{self.stack.port_for(self.uid(name))}{path}"
+                f"?token={self.seeded['users'][name][1]}",
                 self.room(join[name]) if name in join else None,
             )
             for name in names
@@ -155,6 +157,9 @@ class Bench:
         out["push"] = summarize(push_latencies(self.stack.pushed(), sends))
         return out
 
+    def cpu_snapshot(self) -> cpu.CpuSnapshot:
+        return cpu.snapshot(self.stack.cpu_seconds(), [proc.pid for proc in self.pool.procs])
+
     # --- phases -------------------------------------------------------------------------
 
     def run_compare(self, messages: int, gap: float) -> dict[str, Any]:
@@ -193,6 +198,23 @@ class Bench:
             self.closed_loop(senders[:1], 1, gap=0.5)
             self.collect()
 
+    def await_badges(
+        self, rooms: set[int], window: tuple[int, int], recipients: int, quiet: float = 10.0
+    ) -> None:
+        """Collect until every badge of the window's messages arrived, or none came for
+        `quiet` s (what is still missing then is lost). With sends saved concurrently the
+        settling ack no longer proves the receivers' backlog is gone."""
+        expected = len(sends_in(self.sent, rooms, window)) * recipients
+        seen, last_change = -1, time.monotonic()
+        while time.monotonic() - last_change < quiet:
+            self.collect()
+            got = len(latencies(self.samples, "badge", rooms=rooms, window=window))
+            if got >= expected:
+                return
+            if got != seen:
+                seen, last_change = got, time.monotonic()
+            time.sleep(0.5)
+
     def load_senders(self) -> tuple[list[tuple[int, int]], set[int]]:
         count = self.plan.clients // self.plan.room_size
         senders = [
@@ -209,9 +231,12 @@ class Bench:
         for rate in rates:
             self.settle()
             before = self.stack.command_stats()
+            cpu_before = self.cpu_snapshot()
             window = self.open_loop(senders, rate, duration)
             time.sleep(drain)
             self.settle()  # an overloaded step's late badges still count, with their latency
+            self.await_badges(rooms, window, self.plan.room_size - 1)
+            cpu_after = self.cpu_snapshot()
             after = self.stack.command_stats()
             step = self.summary(rooms, window, self.plan.room_size - 1)
             seconds = (window[1] - window[0]) / 1e9
@@ -219,6 +244,20 @@ class Bench:
                 rate=rate, seconds=seconds, achieved=step["sent"] / seconds, window=list(window)
             )
             step["badge_frames_per_s"] = step["badge"]["n"] / seconds
+            # Counting late badges over the send window flatters an overloaded step: this
+            # divides by the time until the last badge arrived instead.
+            arrivals = [
+                arrived
+                for kind, room, sent_ns, arrived in self.samples
+                if kind == "badge" and room in rooms and window[0] <= sent_ns < window[1]
+            ]
+            step["delivered_per_s"] = (
+                len(arrivals) / ((max(arrivals) - window[0]) / 1e9) if arrivals else 0.0
+            )
+            step["lost"] = max(0, step["expected_badges"] - step["badge"]["n"])
+            step["cpu"] = cpu.usage(
+                cpu_before, cpu_after, messages=step["sent"], badge_frames=step["badge"]["n"]
+            )
             step["redis_calls_per_message"] = {
                 name: (calls - before.get(name, 0)) / max(1, step["sent"])
                 for name, calls in after.items()
@@ -233,22 +272,27 @@ class Bench:
             print(
                 f"  {rate:>6.0f} msg/s: achieved {step['achieved']:.0f}, badge p50 "
                 f"{step['badge']['p50']:.1f} p99 {step['badge']['p99']:.1f} ms, "
-                f"{step['badge']['n']}/{step['expected_badges']} badges",
+                f"{step['badge']['n']}/{step['expected_badges']} badges "
+                f"({step['delivered_per_s']:.0f}/s delivered)\n           "
+                f"{cpu.describe(step['cpu'])}",
                 flush=True,
             )
             if step["bent"] and stop_when_bent and rate >= 200:  # 200: the goal's rate
                 break
         return steps
 
-    def _spy(self, name: str, seconds: float) -> "tuple[subprocess.Popen[bytes], Path] | None":
-        """Start py-spy on daphne for `seconds` (raw stacks, every thread, idle included)."""
+    def _spy(
+        self, name: str, seconds: float, idle: bool = True
+    ) -> "tuple[subprocess.Popen[bytes], Path] | None":
+        """Start py-spy on daphne for `seconds` (raw stacks, every thread; idle ones only if
+        `idle`, else the samples show where CPU went)."""
         py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
         if not Path(py_spy).exists() or self.stack.daphne is None:
             return None
         output = self.results_dir / name
         command = [py_spy, "record", "--pid", str(self.stack.daphne.pid), "--rate", "250"]
         command += ["--duration", str(max(1, int(seconds))), "--format", "raw", "--nonblocking"]
-        command += ["--threads", "--idle", "--output", str(output)]
+        command += ["--threads", "--output", str(output)] + (["--idle"] if idle else ["--gil"])
         return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE), output
 
     def _spy_done(self, spy: "tuple[subprocess.Popen[bytes], Path] | None") -> str | None:
@@ -280,7 +324,9 @@ class Bench:
         self.collect()
         return window
 
-    def run_fanout(self, messages: int, profile: bool) -> tuple[list[dict[str, Any]], str | None]:
+    def run_fanout(
+        self, messages: int, profile: bool, idle: bool = True
+    ) -> tuple[list[dict[str, Any]], str | None]:
         """The last member's badge per room size; py-spy during the largest room if asked."""
         needed = max(self.plan.fanout, default=0)
         extra = [f"u{i}" for i in range(self.plan.clients + 1, needed + 1)]
@@ -293,9 +339,11 @@ class Bench:
             room_id = self.room(f"fan-{size}")
             gap = max(0.5, size / 1000)
             if profile and size == needed:
-                spy = self._spy("pyspy-fanout.txt", messages * (gap + 0.3))
+                spy = self._spy("pyspy-fanout.txt", messages * (gap + 0.3), idle=idle)
+            cpu_before = self.cpu_snapshot()
             window = self.closed_loop([(self.uid("u1"), room_id)], messages, gap=gap)
             time.sleep(0.5)
+            cpu_after = self.cpu_snapshot()
             self.collect()
             last: dict[int, int] = {}
             per_member = []
@@ -306,18 +354,24 @@ class Bench:
                     received[sent_ns] = received.get(sent_ns, 0) + 1
                     per_member.append((arrived_ns - sent_ns) / 1e6)
             lasts = [(arrived - sent) / 1e6 for sent, arrived in last.items()]
-            results.append(
-                {
-                    "size": size,
-                    "messages": len(sends_in(self.sent, {room_id}, window)),
-                    "complete": sum(1 for n in received.values() if n >= size - 1),
-                    "last_member": summarize(lasts),
-                    "member": summarize(per_member),
-                }
-            )
+            sent = len(sends_in(self.sent, {room_id}, window))
+            row: dict[str, Any] = {
+                "size": size,
+                "messages": sent,
+                "complete": sum(1 for n in received.values() if n >= size - 1),
+                "lost": max(0, sent * (size - 1) - len(per_member)),
+                "last_member": summarize(lasts),
+                "member": summarize(per_member),
+                "cpu": cpu.usage(
+                    cpu_before, cpu_after, messages=sent, badge_frames=len(per_member)
+                ),
+            }
+            results.append(row)
             print(
                 f"  room of {size}: last member badged after "
-                f"{summarize(lasts)['p50']:.1f} ms (median)",
+                f"{row['last_member']['p50']:.1f} ms (median), p99 "
+                f"{row['last_member']['p99']:.1f} ms, {row['lost']} badges lost"
+                f"\n           {cpu.describe(row['cpu'])}",
                 flush=True,
             )
         return results, self._spy_done(spy)

@@ -13,10 +13,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import report
+from bench import cpu, report
+from bench import goals as goal_runs
 from bench.clients import ClientPool
 from bench.phases import P99_LIMIT_MS, Bench, Plan
-from bench.stack import RESULTS, ROOT, RssSampler, Stack
+from bench.stack import RESULTS, ROOT, RssSampler, Stack, database_from_environment
 from bench.stats import latencies, summarize
 
 
@@ -41,13 +42,31 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--compare-rooms", type=int, default=4)
     p.add_argument("--compare-members", type=int, default=6)
     p.add_argument("--push-delay", type=float, default=0.5, help="seconds per push")
-    p.add_argument("--database", choices=["sqlite", "postgres"], default="sqlite")
+    p.add_argument(
+        "--database",
+        choices=["sqlite", "postgres"],
+        default=database_from_environment("sqlite"),
+        help="postgres when DATABASE_URL names one (that database is dropped and recreated)",
+    )
+    p.add_argument("--procs", type=int, default=1, help="daphne processes, clients spread over")
     p.add_argument("--client-procs", type=int, default=2)
+    p.add_argument(
+        "--client",
+        choices=["lean", "websockets"],
+        default="lean",
+        help="the load generator's WebSocket client (bench/leanclient.py or the library)",
+    )
+    p.add_argument("--goal", choices=goal_runs.NAMES, help="run one goal's phase only")
+    p.add_argument("--spy", action="store_true", help="with --goal: py-spy on daphne0")
     p.add_argument("--profile-rate", type=float, default=None, help="200; 0 skips py-spy")
     p.add_argument("--keep-climbing", action="store_true", help="run every rate step")
     p.add_argument("--quick", action="store_true", help="a ~1 minute smoke run")
     p.add_argument("--results", type=Path, default=RESULTS)
     args = p.parse_args(argv)
+    args.rates_given = any(arg.startswith("--rates") for arg in argv)
+    args.fanout_messages_given = any(arg.startswith("--fanout-messages") for arg in argv)
+    if args.goal:
+        goal_runs.shape(args.goal, args)
     if args.quick:
         args.clients, args.rates, args.duration = 100, [50, 200], 3.0
         args.soak_rate = 25.0
@@ -65,18 +84,26 @@ def main(argv: list[str]) -> int:
     out: Path = args.results
     out.mkdir(parents=True, exist_ok=True)
     plan = Plan(args.clients, args.room_size, args.fanout, args.compare_rooms, args.compare_members)
-    stack = Stack(database=args.database, push_delay=args.push_delay, logs=out)
+    stack = Stack(database=args.database, push_delay=args.push_delay, logs=out, procs=args.procs)
     pool: ClientPool | None = None
     sampler: RssSampler | None = None
     try:
-        print(f"starting the stack ({args.database}) …", flush=True)
+        print(f"starting the stack ({args.database}, {args.procs} daphne) …", flush=True)
         stack.start()
         seeded = stack.seed({"users": plan.users(), "rooms": plan.rooms()})
         stack.serve()
         sampler = RssSampler(stack)
         sampler.start()
-        pool = ClientPool(args.client_procs)
+        pool = ClientPool(args.client_procs, lean=args.client == "lean")
         bench = Bench(plan, stack, pool, seeded, out)
+        if args.goal:
+            result = goal_runs.run(args.goal, args, bench, sampler)
+            command = "make bench" + (f" BENCH_ARGS='{shlex.join(argv)}'" if argv else "")
+            path = goal_runs.write(out, result, command)
+            verdict = {True: "MET", False: "MISSED", None: "n/a"}[result["met"]]
+            print(f"goal {args.goal}: {verdict}: {result['measured']}")
+            print(f"  {cpu.describe(result['cpu'])}\nreport: {path}")
+            return 0
         _, load_rooms = bench.load_senders()
         load_names = [f"u{i}" for i in range(1, args.clients + 1)]
         join = {f"u{k * args.room_size + 1}": f"load-{k}" for k in range(len(load_rooms))}
@@ -210,10 +237,13 @@ def goals(args: argparse.Namespace, data: dict[str, Any]) -> list[tuple[str, str
         b = at200["badge"]
         out.append(
             (
-                "badge p50 ≤ 3 ms and p99 ≤ 15 ms at 200 msg/s, 500 clients",
+                "badge p99 ≤ 15 ms at 200 msg/s, 500 clients, no badge lost",
                 f"p50 {b['p50']:.1f} ms, p99 {b['p99']:.1f} ms at {at200['achieved']:.0f} msg/s, "
                 f"{args.clients} clients",
-                b["p50"] <= 3 and b["p99"] <= 15 and at200["rate"] >= 200 and args.clients >= 500,
+                b["p99"] <= 15
+                and at200["rate"] >= 200
+                and args.clients >= 500
+                and at200["lost"] == 0,
             )
         )
     product, baseline = data["compare"]["product"]["badge"], data["compare"]["baseline"]["badge"]
@@ -230,10 +260,10 @@ def goals(args: argparse.Namespace, data: dict[str, Any]) -> list[tuple[str, str
         worst = biggest["last_member"]["max"]
         out.append(
             (
-                "last member of a 1,000-member room badged within 100 ms",
+                "last member of a 1,000-member room badged within 50 ms (p99)",
                 f"{biggest['size']} members: median {biggest['last_member']['p50']:.0f} ms, "
                 f"worst {worst:.0f} ms",
-                biggest["size"] >= 1000 and worst <= 100,
+                biggest["size"] >= 1000 and biggest["last_member"]["p99"] <= 50,
             )
         )
     start, end = data["soak"]["rss"]["daphne"]

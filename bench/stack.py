@@ -2,8 +2,10 @@
 
 Redis is the embedded server (chatproject.embedded_redis) unless REDIS_URL is set; every key
 then lives under a fresh REDIS_KEY_PREFIX. The database is a new SQLite file under
-bench/results/ or a new PostgreSQL database `bench` (`--database postgres`). Every child is
-killed on exit, whatever ends the run.
+bench/results/, or the PostgreSQL database DATABASE_URL names (dropped and created afresh), or
+`bench` on 127.0.0.1:5432 (`--database postgres`). The server is `procs` daphne processes, each
+on its own port, sharing that database and Redis. Every child is killed on exit, whatever ends
+the run.
 """
 
 import atexit
@@ -17,6 +19,7 @@ import time
 import uuid
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import psutil
 import redis
@@ -35,14 +38,22 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def database_from_environment(default: str) -> str:
+    """`postgres` when DATABASE_URL names a PostgreSQL database, else `default`."""
+    url = os.environ.get("DATABASE_URL", "")
+    return "postgres" if url.startswith(("postgres://", "postgresql://")) else default
+
+
 class Stack:
-    def __init__(self, *, database: str, push_delay: float, logs: Path) -> None:
+    def __init__(self, *, database: str, push_delay: float, logs: Path, procs: int = 1) -> None:
         self.database = database
         self.push_delay = push_delay
         self.logs = logs
-        self.port = free_port()
+        self.ports = [free_port() for _ in range(procs)]
+        self.port = self.ports[0]
         self.prefix = f"bench-{uuid.uuid4().hex[:8]}"
         self.children: list[subprocess.Popen[bytes]] = []
+        self.daphnes: list[subprocess.Popen[bytes]] = []
         self.daphne: subprocess.Popen[bytes] | None = None
         self.worker: subprocess.Popen[bytes] | None = None
         self.redis_url = ""
@@ -54,6 +65,8 @@ class Stack:
 
     def start(self) -> None:
         self.logs.mkdir(parents=True, exist_ok=True)
+        for stale in self.logs.glob("memwatch-*.jsonl"):
+            stale.unlink()
         self.redis_given = bool(os.environ.get("REDIS_URL"))
         self.redis_url = redis_url_from_environment()  # embedded unless REDIS_URL is set
         self.env = {
@@ -70,6 +83,7 @@ class Stack:
             # No grace delay: the bench times the push itself, not the wait before it.
             "PUSH_GRACE_SECONDS": "0",
             "PYTHONPATH": str(ROOT),
+            "BENCH_MEMWATCH": str(self.logs.resolve()),
         }
         self._run([sys.executable, "manage.py", "migrate", "--noinput"], "migrate")
 
@@ -77,10 +91,14 @@ class Stack:
         if self.database == "postgres":
             import psycopg
 
-            with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as conn:
-                conn.execute("DROP DATABASE IF EXISTS bench WITH (FORCE)")
-                conn.execute("CREATE DATABASE bench")
-            return POSTGRES_BENCH_URL
+            url = os.environ.get("DATABASE_URL") or POSTGRES_BENCH_URL
+            parts = urlsplit(url)
+            name = parts.path.lstrip("/")
+            admin = urlunsplit(parts._replace(path="/postgres"))
+            with psycopg.connect(admin, autocommit=True) as conn:
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+                conn.execute(f'CREATE DATABASE "{name}"')
+            return url
         path = self.logs / "bench.sqlite3"
         for stale in self.logs.glob("bench.sqlite3*"):
             stale.unlink()
@@ -92,22 +110,35 @@ class Stack:
         return result
 
     def serve(self) -> None:
-        self.daphne = self._spawn(
-            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port)]
-            + ["bench.asgi:application"],
-            "daphne",
-        )
+        for index, port in enumerate(self.ports):
+            name = "daphne" if index == 0 else f"daphne{index}"
+            self.daphnes.append(
+                self._spawn(
+                    [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port)]
+                    + ["bench.asgi:application"],
+                    name,
+                )
+            )
+        self.daphne = self.daphnes[0]
         self.worker = self._spawn([sys.executable, "manage.py", "run_push_worker"], "worker")
+        for daphne, port in zip(self.daphnes, self.ports, strict=True):
+            self._wait_listening(daphne, port)
+
+    def _wait_listening(self, daphne: subprocess.Popen[bytes], port: int) -> None:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
-            if self.daphne.poll() is not None:
-                raise RuntimeError(f"daphne exited; see {self.logs / 'daphne.log'}")
+            if daphne.poll() is not None:
+                raise RuntimeError(f"daphne on port {port} exited; see {self.logs}")
             try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
                     return
             except OSError:
                 time.sleep(0.2)
-        raise RuntimeError("daphne did not listen within 60 s")
+        raise RuntimeError(f"daphne on port {port} did not listen within 60 s")
+
+    def port_for(self, user_id: int) -> int:
+        """Which server process a user's connections go to: users spread evenly."""
+        return self.ports[user_id % len(self.ports)]
 
     def _run(self, command: list[str], name: str, stdin: str | None = None) -> str:
         done = subprocess.run(
@@ -147,11 +178,44 @@ class Stack:
         rows = self.redis().lrange(f"{self.prefix}:bench:pushed", 0, -1)
         return [(int(a), int(b)) for a, b in (row.split() for row in rows)]
 
+    def servers(self) -> list[tuple[str, subprocess.Popen[bytes]]]:
+        """(name, process) of every server process: daphne0…, then the worker."""
+        out = [(f"daphne{index}", child) for index, child in enumerate(self.daphnes)]
+        return out + ([("worker", self.worker)] if self.worker is not None else [])
+
     def rss(self) -> dict[str, int]:
+        """RSS per server process; `daphne` is the sum over the daphne processes."""
         out = {}
-        for name, child in (("daphne", self.daphne), ("worker", self.worker)):
-            if child is not None and child.poll() is None:
+        for name, child in self.servers():
+            if child.poll() is None:
                 out[name] = psutil.Process(child.pid).memory_info().rss
+        out["daphne"] = sum(v for k, v in out.items() if k.startswith("daphne"))
+        return out
+
+    def threads(self) -> dict[str, int]:
+        """Threads per server process: each new thread may get its own malloc arena."""
+        return {
+            name: psutil.Process(child.pid).num_threads()
+            for name, child in self.servers()
+            if child.poll() is None
+        }
+
+    def cpu_seconds(self) -> dict[str, float]:
+        """CPU time (user + system) so far of each server process, and of Redis.
+
+        Redis' own counters (INFO cpu): exact for the embedded server; a shared REDIS_URL
+        server also counts other clients' work.
+        """
+        out = {}
+        for name, child in self.servers():
+            if child.poll() is None:
+                times = psutil.Process(child.pid).cpu_times()
+                out[name] = times.user + times.system
+        try:
+            info = self.redis().info("cpu")
+            out["redis"] = float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+        except redis.RedisError:
+            pass
         return out
 
     # --- stop -------------------------------------------------------------------------
@@ -176,6 +240,7 @@ class RssSampler:
         self.stack = stack
         self.every = every
         self.samples: list[tuple[int, dict[str, int]]] = []
+        self.threads: list[tuple[int, dict[str, int]]] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="rss", daemon=True)
 
@@ -189,6 +254,8 @@ class RssSampler:
     def _run(self) -> None:
         while not self._stop.wait(self.every):
             try:
-                self.samples.append((time.perf_counter_ns(), self.stack.rss()))
+                now = time.perf_counter_ns()
+                self.samples.append((now, self.stack.rss()))
+                self.threads.append((now, self.stack.threads()))
             except psutil.Error:
                 continue

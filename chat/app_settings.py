@@ -4,6 +4,7 @@ Read on every access (not at import) so tests can change them with `override_set
 """
 
 from django.conf import settings
+from django.db import connections
 
 
 class _ChatSettings:
@@ -40,6 +41,14 @@ class _ChatSettings:
     def REDIS_WATCH_SECONDS(self) -> float:  # noqa: N802
         """How often each server process checks Redis to resync connections when it returns."""
         return float(getattr(settings, "CHAT_REDIS_WATCH_SECONDS", 0.5))
+
+    @property
+    def SEND_CONCURRENTLY(self) -> bool:  # noqa: N802
+        """Save sent messages on a pool of threads, each with its own database connection,
+        rather than in the one thread all of a process's consumers share. Off on SQLite, which
+        takes one writer at a time (and whose in-memory test databases are per connection)."""
+        default = connections["default"].vendor != "sqlite"
+        return bool(getattr(settings, "CHAT_SEND_CONCURRENTLY", default))
 
     @property
     def UNREAD_COUNTS(self) -> str:  # noqa: N802

@@ -1,8 +1,10 @@
 """Reads of the chat app."""
 
+import functools
 from datetime import datetime
 from typing import NamedTuple, TypedDict
 
+from django.db import connection
 from django.db.models import Max
 
 from chat.errors import NotAMember, NotFound
@@ -36,7 +38,20 @@ def latest_message_id(room_id: int) -> int:
 
 
 def member_ids(room_id: int) -> list[int]:
-    return list(Membership.objects.filter(room_id=room_id).values_list("user_id", flat=True))
+    # The first statement of every send. Django builds and compiles the queryset anew each
+    # time (a third of message_send's CPU in the 200 msg/s profile); its SQL never changes, so
+    # it is compiled once by the ORM itself and run with the room id.
+    with connection.cursor() as cursor:
+        cursor.execute(_member_ids_sql(connection.vendor), [room_id])
+        return [row[0] for row in cursor.fetchall()]
+
+
+@functools.cache
+def _member_ids_sql(vendor: str) -> str:
+    query = Membership.objects.filter(room_id=0).values_list("user_id", flat=True).query
+    sql, params = query.get_compiler(connection=connection).as_sql()
+    assert list(params) == [0], "member_ids expects the room id as its only parameter"
+    return str(sql)
 
 
 def message_by_client_id(*, sender_id: int, client_message_id: str) -> Message | None:

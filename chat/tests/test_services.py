@@ -4,9 +4,12 @@ from typing import Any
 
 import pytest
 from django.db import connection
+from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
 
 from badges.services import badges_apply_message, badges_state
+from chat import presence
+from chat.app_settings import app_settings
 from chat.errors import BadRequest
 from chat.events import MessageCreated
 from chat.models import Membership, Message
@@ -107,3 +110,29 @@ def test_a_client_message_id_reused_for_another_room_is_refused() -> None:
     with pytest.raises(BadRequest, match="another room"):
         message_send(sender_id=users[0].pk, room_id=other.pk, body="hi", client_message_id="k")
     assert Message.objects.filter(room=other).count() == 0
+
+
+@pytest.mark.parametrize("viewing", [1, 3])
+def test_a_message_moves_exactly_the_viewers_read_pointers(viewing: int) -> None:
+    # The UPDATE is compiled once per viewer count; its parameters must land where they belong.
+    users, room = _room_of(5)
+    before = message_send(sender_id=users[0].pk, room_id=room.pk, body="a", client_message_id="a")
+    viewers = users[1 : 1 + viewing]
+    for user in viewers:
+        presence.viewing_add(room_ids=[room.pk], user_id=user.pk, channel_name=f"c{user.pk}")
+    sent = message_send(sender_id=users[0].pk, room_id=room.pk, body="b", client_message_id="b")
+    pointers = dict(
+        Membership.objects.filter(room=room).values_list("user_id", "last_read_message_id")
+    )
+    for user in users[1:]:
+        expected = sent.message.pk if user in viewers else 0
+        assert pointers[user.pk] == expected, (user.pk, pointers)
+    assert before.message.pk < sent.message.pk
+    assert lanes.flush(5)
+
+
+def test_messages_are_saved_in_the_shared_orm_thread_on_sqlite() -> None:
+    # SQLite takes one writer at a time; concurrent saves would only queue on its lock.
+    assert connection.vendor != "sqlite" or not app_settings.SEND_CONCURRENTLY
+    with override_settings(CHAT_SEND_CONCURRENTLY=True):
+        assert app_settings.SEND_CONCURRENTLY

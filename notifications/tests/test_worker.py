@@ -7,7 +7,7 @@ import sys
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from django.conf import settings
@@ -102,7 +102,8 @@ def test_a_worker_killed_mid_batch_and_restarted_pushes_everything_exactly_once(
         if second.poll() is None:
             second.kill()
     # The project's client answers bytes (django-redis, chatproject.redis_client).
-    counted = Counter(entry.decode() for entry in redis.lrange(count_key, 0, -1))
+    entries = cast(list[bytes], redis.lrange(count_key, 0, -1))
+    counted = Counter(entry.decode() for entry in entries)
     assert counted == Counter({f"{message_id}:{phone.pk}": 1 for message_id in ids})
     statuses = Counter(PushDelivery.objects.values_list("status", flat=True))
     # Claimed by the killed worker and answered by nobody: recorded as such, never resent.
