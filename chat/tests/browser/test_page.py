@@ -345,6 +345,17 @@ def test_after_a_long_outage_the_room_shows_every_missed_message_and_new_rooms(
     assert browsing.errors == []
 
 
+def test_a_room_the_user_is_added_to_appears_without_a_reload(browsing: Browsing) -> None:
+    alice, bob = make_user("alice"), make_user("bob")
+    make_room("general", [alice, bob])
+    page = browsing.open_page(browsing.context_for(alice))
+    expect(room_button(page, "general")).to_be_visible()
+
+    make_room("new room", [alice, bob])
+    expect(room_button(page, "new room")).to_be_visible(timeout=WAIT_MS)
+    assert browsing.errors == []
+
+
 def test_a_member_who_joined_after_the_page_loaded_is_shown_by_name(browsing: Browsing) -> None:
     alice, bob = make_user("alice"), make_user("bob")
     general = make_room("general", [alice, bob])
