@@ -7,6 +7,7 @@ from django.db import transaction
 
 from badges import services
 from badges.reconcile import badges_resync_devices
+from chat import presence
 from chat.events import MessageCreated, RoomRead
 from chat.models import Membership, Message
 from chat.selectors import member_ids
@@ -42,7 +43,10 @@ def on_membership_changed(sender: Any, instance: Membership, **kwargs: Any) -> N
 
 def _forget_and_resync(user_id: int) -> None:
     services.badges_forget([user_id])
-    badges_resync_devices([user_id])
+    # One Redis call, where a snapshot costs a rebuild from the database: seeding thousands of
+    # memberships for users nobody has connected as stays cheap.
+    if presence.connected_processes([user_id]).get(user_id):
+        badges_resync_devices([user_id])
 
 
 @instrumented_receiver("badges.message_deleted")
