@@ -70,16 +70,10 @@ local function read_upto(h, z, room, upto)
 end
 """
 
-# KEYS: hash, set of each user. ARGV: room, message id, cap, then each user's mode:
-# "unread" (a recipient), "read" (viewing the room: read up to the message), "same" (sender).
-# Returns status, room count, total, version for each user.
-_APPLY = (
-    _LUA_HELPERS
-    + """
-local room, id, cap = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
-local out = {}
-for i = 1, #KEYS / 2 do
-  local h, z, mode = KEYS[2 * i - 1], KEYS[2 * i], ARGV[3 + i]
+# One member's change for one message, appended to `out` as status, room count, total, version
+# (zeros when Redis does not hold the user, or dropped them): shared by `_APPLY` and `_APPLY_MANY`.
+_LUA_APPLY_MEMBER = """
+local function apply_member(h, z, mode, room, id, cap, out)
   local status = 1
   if redis.call('EXISTS', h) == 0 then
     status = 0
@@ -99,6 +93,20 @@ for i = 1, #KEYS / 2 do
     table.insert(out, hnum(h, 'version'))
   end
 end
+"""
+
+# KEYS: hash, set of each user. ARGV: room, message id, cap, then each user's mode:
+# "unread" (a recipient), "read" (viewing the room: read up to the message), "same" (sender).
+# Returns status, room count, total, version for each user.
+_APPLY = (
+    _LUA_HELPERS
+    + _LUA_APPLY_MEMBER
+    + """
+local room, id, cap = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local out = {}
+for i = 1, #KEYS / 2 do
+  apply_member(KEYS[2 * i - 1], KEYS[2 * i], ARGV[3 + i], room, id, cap, out)
+end
 return out
 """
 )
@@ -108,33 +116,16 @@ return out
 # k, then the k members' modes. Returns status, room count, total, version per member.
 _APPLY_MANY = (
     _LUA_HELPERS
+    + _LUA_APPLY_MEMBER
     + """
 local cap, a, key, out = tonumber(ARGV[1]), 2, 1, {}
 while a <= #ARGV do
   local room, id, k = ARGV[a], tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
   a = a + 3
   for i = 1, k do
-    local h, z, mode = KEYS[key], KEYS[key + 1], ARGV[a]
+    apply_member(KEYS[key], KEYS[key + 1], ARGV[a], room, id, cap, out)
     key = key + 2
     a = a + 1
-    local status = 1
-    if redis.call('EXISTS', h) == 0 then
-      status = 0
-    elseif mode == 'unread' then
-      status = add_unread(h, z, room, id, cap)
-    elseif mode == 'read' then
-      status = read_upto(h, z, room, id)
-    end
-    if status == 3 then redis.call('DEL', h, z) end
-    if status == 2 then bump_version(h) end
-    if status == 0 or status == 3 then
-      table.insert(out, 0); table.insert(out, 0); table.insert(out, 0); table.insert(out, 0)
-    else
-      table.insert(out, status)
-      table.insert(out, room_count(h, z, room))
-      table.insert(out, hnum(h, 'total'))
-      table.insert(out, hnum(h, 'version'))
-    end
   end
 end
 return out

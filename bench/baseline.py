@@ -27,7 +27,7 @@ from django.db.models import Count, F, Q
 
 from chat.models import Membership, Message
 from chat.selectors import iso_utc, message_dict
-from notifications.backends import DelayedLoggingPushBackend
+from notifications.backends import DelayedLoggingPushBackend, PushMessage, PushTarget
 
 
 def baseline_group(user_id: int) -> str:
@@ -120,16 +120,17 @@ class BaselineConsumer(AsyncJsonWebsocketConsumer):
             counts[user_id] = await database_sync_to_async(_unread_of)(user_id)
         backend = DelayedLoggingPushBackend()
         for user_id in recipients:
+            payload = {
+                "type": "chat-message",
+                "roomId": room_id,
+                "messageId": message.pk,
+                "title": f"room {room_id}",
+                "body": body[:200],
+                "badge": sum(counts[user_id].values()),
+            }
             await backend.send(
-                {
-                    "message_id": message.pk,
-                    "room_id": room_id,
-                    "sender_id": self.user_id,
-                    "recipient_ids": [user_id],
-                    "body": body[:200],
-                    "created_at": shown["createdAt"],
-                    "attempts": 0,
-                }
+                PushTarget(device_id=user_id, kind="webpush", address=f"user {user_id}"),
+                PushMessage(payload=payload, urgency="high"),
             )
         for user_id in recipients:
             badge = {

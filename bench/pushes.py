@@ -10,8 +10,13 @@ import time
 from django.conf import settings
 from redis.asyncio import Redis as AsyncRedis
 
-from notifications.backends import DelayedLoggingPushBackend
-from notifications.events import PushJob
+from notifications.app_settings import app_settings
+from notifications.backends import (
+    DelayedLoggingPushBackend,
+    PushMessage,
+    PushOutcome,
+    PushTarget,
+)
 
 
 def pushed_key() -> str:
@@ -29,11 +34,22 @@ def send_ns_of(body: str) -> int | None:
 class RecordingDelayedPushBackend(DelayedLoggingPushBackend):
     _redis: AsyncRedis | None = None
 
-    async def send(self, job: PushJob) -> None:
-        await super().send(job)
-        sent_ns = send_ns_of(job["body"])
+    async def send(self, target: PushTarget, message: PushMessage) -> PushOutcome:
+        outcome = await super().send(target, message)
+        sent_ns = send_ns_of(str(message.payload.get("body", "")))
         if sent_ns is None:
-            return
+            return outcome
         if self._redis is None:
-            self._redis = AsyncRedis.from_url(settings.REDIS_URL, socket_connect_timeout=2)
+            # One connection per push in flight at most (redis-py 8 caps pools otherwise).
+            self._redis = AsyncRedis.from_url(
+                settings.REDIS_URL,
+                socket_connect_timeout=2,
+                max_connections=app_settings.WORKER_CONCURRENCY + 10,
+            )
         await self._redis.rpush(pushed_key(), f"{sent_ns} {time.perf_counter_ns()}")
+        return outcome
+
+    async def aclose(self) -> None:
+        if self._redis is not None:
+            await self._redis.aclose()
+            self._redis = None

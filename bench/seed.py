@@ -20,6 +20,7 @@ def seed(plan: dict[str, Any]) -> dict[str, Any]:
     from django.utils import timezone
 
     from chat.models import AuthToken, Membership, Room
+    from notifications.models import Device
 
     user_model = get_user_model()
     with transaction.atomic():
@@ -53,6 +54,11 @@ def seed(plan: dict[str, Any]) -> dict[str, Any]:
                 for member in room["members"]
             ],
             batch_size=1000,
+        )
+        # One push device per user: pushes go to devices (the bench's backend only waits).
+        Device.objects.bulk_create(
+            [Device(user_id=ids[name], kind="apns", address=f"{ids[name]:064x}") for name in ids],
+            batch_size=500,
         )
     return {
         "users": {name: [ids[name], tokens[name]] for name in plan["users"]},

@@ -67,6 +67,8 @@ class Stack:
             "CHAT_RATE_LIMIT_MESSAGES": "0",
             "NOTIFICATIONS_PUSH_BACKEND": "bench.pushes.RecordingDelayedPushBackend",
             "NOTIFICATIONS_PUSH_DELAY_SECONDS": str(self.push_delay),
+            # No grace delay: the bench times the push itself, not the wait before it.
+            "PUSH_GRACE_SECONDS": "0",
             "PYTHONPATH": str(ROOT),
         }
         self._run([sys.executable, "manage.py", "migrate", "--noinput"], "migrate")

@@ -23,6 +23,7 @@ from chat.selectors import (
 )
 from chat.tokens import token_create
 from chat.unread import unread_counts
+from chatproject import health
 from chatproject.redis_client import redis_connection
 
 logger = logging.getLogger(__name__)
@@ -87,7 +88,8 @@ def _message_send(request: HttpRequest, user: AbstractBaseUser, room_id: int) ->
 def healthz_view(request: HttpRequest) -> HttpResponse:
     checks = {"database": _check("database", _database_ok), "redis": _check("redis", _redis_ok)}
     healthy = all(state == "ok" for state in checks.values())
-    return JsonResponse(checks, status=200 if healthy else 503)
+    # What other apps report (the push worker's heartbeat, say) informs; it sets no status.
+    return JsonResponse({**health.reports(), **checks}, status=200 if healthy else 503)
 
 
 def _check(name: str, probe: Callable[[], None]) -> str:

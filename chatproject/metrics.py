@@ -42,10 +42,6 @@ COUNTERS_REPAIRED = Counter(
 FANOUT_FAILURES = Counter(
     "fanout_failures_total", "Batches of frames that could not be published to the channel layer."
 )
-PUSH_DELIVERIES = Counter(
-    "push_deliveries_total", "Push notification jobs handled by the worker.", ["outcome"]
-)
-PUSH_DURATION = Histogram("push_delivery_seconds", "Time the push backend took for one job.")
 
 # Back-pressure (README "Back-pressure"): connections that fall behind, and receiver lanes.
 CONNECTION_QUEUE_DEPTH_MAX = Gauge(

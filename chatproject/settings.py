@@ -147,6 +147,9 @@ LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "chat-page"
 LOGOUT_REDIRECT_URL = "login"
 
+# How long after a message its pushes wait, then re-check that it is still unread (notifications).
+PUSH_GRACE_SECONDS = float(os.environ.get("PUSH_GRACE_SECONDS") or 3)
+
 # --- Redis: counters, presence, channel layer, rate limits and the push queue -------------
 REDIS_URL = redis_url_from_environment()
 # Every key this project writes starts with this, so tests and several deployments can share

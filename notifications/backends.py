@@ -1,23 +1,24 @@
 """Push backends: the one interface the worker calls, whatever protocol delivers the push.
 
-Real Web Push (VAPID) and APNs backends come with their own issue; they implement `send`.
+The worker decides who gets a push and when, and hands a backend one device and one ready
+payload; the backend only speaks its protocol and says what happened, as a `PushOutcome` (it
+does not raise for answers of the push service, only for bugs). The real protocols live in
+`notifications.webpush` and `notifications.apns`; the backends here log (the default for a kind
+whose keys are not configured), wait or fail, for tests, drills and the benchmark.
 
-The per-device contract below (`DeviceBackend`) is the one the worker moves to: the worker decides
-who gets a push and when, and hands a backend one device and one ready payload; the backend only
-speaks its protocol and says what happened, as a `PushOutcome` (it does not raise for answers of
-the push service, only for bugs).
+`DeviceBackends` is what a worker holds: one backend per device kind, made on first use inside
+the worker's event loop (a backend may keep an HTTP session bound to it) and closed with it.
 """
 
 import asyncio
 import logging
 from dataclasses import dataclass, field
-from functools import cache
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, cast
 
+from django.conf import settings
 from django.utils.module_loading import import_string
 
 from notifications.app_settings import app_settings
-from notifications.events import PushJob
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +51,9 @@ class PushMessage:
     topic: str | None = None
 
 
+OutcomeStatus = Literal["delivered", "gone", "retry", "failed"]
+
+
 @dataclass(frozen=True)
 class PushOutcome:
     """What the push service answered.
@@ -73,39 +77,62 @@ class DeviceBackend(Protocol):
     async def aclose(self) -> None: ...
 
 
-class PushBackend(Protocol):
-    async def send(self, job: PushJob) -> None:
-        """Deliver the job's push to its recipients' devices; raise to report a failure."""
-
-
 class LoggingPushBackend:
-    """Logs what it would push. The default until real protocols land."""
+    """Logs what it would push and calls it delivered: the default for an unconfigured kind."""
 
-    async def send(self, job: PushJob) -> None:
+    async def send(self, target: PushTarget, message: PushMessage) -> PushOutcome:
         logger.info(
-            "push message %s of room %s to users %s",
-            job["message_id"],
-            job["room_id"],
-            job["recipient_ids"],
+            "push to %s device %s: %s%s",
+            target.kind,
+            target.device_id,
+            message.payload,
+            " (silent)" if message.silent else "",
         )
+        return PushOutcome("delivered")
+
+    async def aclose(self) -> None:
+        return None
 
 
 class DelayedLoggingPushBackend(LoggingPushBackend):
     """A push service that takes NOTIFICATIONS_PUSH_DELAY_SECONDS to answer (benchmarks)."""
 
-    async def send(self, job: PushJob) -> None:
+    async def send(self, target: PushTarget, message: PushMessage) -> PushOutcome:
         await asyncio.sleep(app_settings.PUSH_DELAY_SECONDS)
-        await super().send(job)
+        return await super().send(target, message)
 
 
 class FailingPushBackend:
-    """A push service that is down: every send raises (tests, failure drills)."""
+    """A push service that is down: every send answers NOTIFICATIONS_FAILING_OUTCOME
+    ("retry" by default; "failed" or "gone" for the other drills)."""
 
-    async def send(self, job: PushJob) -> None:
-        raise ConnectionError("push service unavailable")
+    async def send(self, target: PushTarget, message: PushMessage) -> PushOutcome:
+        status = getattr(settings, "NOTIFICATIONS_FAILING_OUTCOME", "retry")
+        return PushOutcome(cast(OutcomeStatus, status), error="push service unavailable")
+
+    async def aclose(self) -> None:
+        return None
 
 
-@cache
-def push_backend() -> PushBackend:
-    backend: PushBackend = import_string(app_settings.PUSH_BACKEND)()
-    return backend
+class DeviceBackends:
+    """One backend per device kind (app_settings.PUSH_BACKENDS), made on first use."""
+
+    def __init__(self, overrides: dict[str, DeviceBackend] | None = None) -> None:
+        self._backends: dict[str, DeviceBackend] = dict(overrides or {})
+
+    def for_kind(self, kind: str) -> DeviceBackend:
+        backend = self._backends.get(kind)
+        if backend is None:
+            path = app_settings.PUSH_BACKENDS.get(kind)
+            if path is None:
+                raise LookupError(f"no push backend for device kind {kind!r}")
+            backend = self._backends[kind] = import_string(path)()
+        return backend
+
+    async def aclose(self) -> None:
+        backends, self._backends = list(self._backends.values()), {}
+        for backend in {id(b): b for b in backends}.values():
+            try:
+                await backend.aclose()
+            except Exception:
+                logger.exception("closing push backend %r failed", backend)

@@ -1,14 +1,17 @@
-"""The push job: what the message receiver hands to the push worker through the queue."""
+"""Payloads of the pushes (shared/PROTOCOL.md, "Web Push payloads")."""
 
-from typing import TypedDict
+from typing import Literal, TypedDict
 
 
-class PushJob(TypedDict):
-    message_id: int
-    room_id: int
-    sender_id: int
-    # Members who were neither the sender nor viewing the room when the message was saved.
-    recipient_ids: list[int]
+class ChatMessagePush(TypedDict):
+    type: Literal["chat-message"]
+    roomId: int
+    messageId: int
+    title: str
     body: str
-    created_at: str
-    attempts: int
+    badge: int  # the recipient's absolute total unread count when the push was sent
+
+
+class BadgePush(TypedDict):
+    type: Literal["badge"]
+    badge: int

@@ -1,27 +1,30 @@
-"""Receiver of chat's `message_created`: hand a push job to the worker, never wait for it."""
+"""Receivers of chat's signals: record the push intent with the message, wake the relay, and
+owe a silent badge update after a read. None of them waits for Redis on the sender's path
+but the outbox insert, which is the point: it commits or rolls back with the message."""
 
 from typing import Any
 
-from chat.events import MessageCreated
+from chat.events import MessageCreated, RoomRead
+from chat.models import Message
 from chatproject.lanes import on_lane
-from notifications.events import PushJob
-from notifications.queue import push_enqueue
+from notifications import queue
+from notifications.models import PushOutbox
+
+
+# Inline, inside the message's transaction (post_save): no lane, no after-commit.
+def message_saved(sender: type[Message], instance: Message, created: bool, **kwargs: Any) -> None:
+    if created and not kwargs.get("raw", False):
+        PushOutbox.objects.create(message_id=instance.pk, created_at=instance.created_at)
 
 
 @on_lane("notifications.message_created")
 def on_message_created(sender: Any, event: MessageCreated, **kwargs: Any) -> None:
-    skip = {event["sender_id"], *event["viewer_ids"]}
-    recipients = [user_id for user_id in event["member_ids"] if user_id not in skip]
-    if not recipients:
-        return
-    push_enqueue(
-        PushJob(
-            message_id=event["message_id"],
-            room_id=event["room_id"],
-            sender_id=event["sender_id"],
-            recipient_ids=recipients,
-            body=event["body"][:200],
-            created_at=event["created_at"],
-            attempts=0,
-        )
-    )
+    # Only a wake-up call: the relay also polls, so a nudge lost to a Redis outage costs a
+    # second, not a push.
+    if len(event["member_ids"]) > 1:
+        queue.relay_nudge()
+
+
+@on_lane("notifications.room_read")
+def on_room_read(sender: Any, event: RoomRead, **kwargs: Any) -> None:
+    queue.badge_request(event["user_id"])

@@ -1,4 +1,4 @@
-"""State changes of the notifications app: push devices."""
+"""State changes of the notifications app: push devices and room mutes."""
 
 import base64
 import binascii
@@ -11,7 +11,8 @@ from django.core.validators import URLValidator
 from django.db import transaction
 
 from chat.errors import BadRequest, NotFound
-from notifications.models import Device
+from chat.selectors import membership_for
+from notifications.models import Device, RoomMute
 
 MAX_ENDPOINT_LENGTH = 2000  # Device.address
 MAX_KEY_LENGTH = 200  # p256dh is 87 characters of base64url, auth 22
@@ -34,6 +35,7 @@ def device_register(
     An address already registered by another user moves to this one: it names one browser or
     phone, and whoever registered it last is who uses that device now, so the previous user
     must stop receiving pushes there (a shared computer, a phone that changed hands).
+    Registering a device the push service had declared gone makes it active again.
     """
     address, keys = _validated(kind=kind, address=address, keys=keys)
     with transaction.atomic():
@@ -46,11 +48,13 @@ def device_register(
             if created:
                 return Registration(device, created=True)
         new_for_user = device.user_id != user_id
-        if new_for_user or device.keys != keys:
+        if new_for_user or device.keys != keys or not device.active:
             # A Web Push subscription renewed by the browser keeps its endpoint, not its keys.
             device.user_id = user_id
             device.keys = keys
-            device.save(update_fields=["user", "keys"])
+            device.active = True
+            device.deactivated_at = None
+            device.save(update_fields=["user", "keys", "active", "deactivated_at"])
     return Registration(device, created=new_for_user)
 
 
@@ -59,6 +63,16 @@ def device_delete(*, user_id: int, device_id: int) -> None:
     deleted, _ = Device.objects.filter(pk=device_id, user_id=user_id).delete()
     if not deleted:
         raise NotFound(f"device {device_id} does not exist")
+
+
+def room_mute_set(*, user_id: int, room_id: int, muted: bool) -> None:
+    """Mute or unmute a room for one member: a muted room still counts unread, but sends that
+    member no push. Members only; setting what is already set changes nothing."""
+    membership_for(user_id=user_id, room_id=room_id)  # raises not_found / not_a_member
+    if muted:
+        RoomMute.objects.get_or_create(room_id=room_id, user_id=user_id)
+    else:
+        RoomMute.objects.filter(room_id=room_id, user_id=user_id).delete()
 
 
 def _validated(

@@ -1,4 +1,4 @@
-"""Push device registration over HTTP (shared/PROTOCOL.md, "HTTP")."""
+"""Push devices and room mutes over HTTP (shared/PROTOCOL.md, "HTTP")."""
 
 from typing import Any
 
@@ -24,6 +24,15 @@ def device_delete_view(
 ) -> HttpResponse:
     services.device_delete(user_id=user.pk, device_id=device_id)
     return HttpResponse(status=204)
+
+
+@json_api(methods=("PUT",))
+def room_mute_view(request: HttpRequest, user: AbstractBaseUser, room_id: int) -> HttpResponse:
+    muted = json_object(request).get("muted")
+    if not isinstance(muted, bool):
+        raise BadRequest("muted must be true or false")
+    services.room_mute_set(user_id=user.pk, room_id=room_id, muted=muted)
+    return JsonResponse({"roomId": room_id, "muted": muted})
 
 
 def _device_fields(payload: dict[str, Any]) -> tuple[str, Any, Any]:

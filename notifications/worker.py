@@ -1,109 +1,122 @@
-"""The push worker: takes jobs off the queue and hands them to the push backend.
+"""The push worker: the outbox relay and a saq worker in one process.
 
 Runs beside the web processes (`manage.py run_push_worker`), so a push service that takes
-half a second, or is down, costs the badge path nothing. Jobs in flight are bounded; SIGTERM
-stops taking jobs and lets the ones in flight finish.
+half a second, or is down, costs the badge path nothing. Backends are made once in the
+worker's event loop and closed when it stops. On SIGTERM the relay stops, the queue stops
+taking jobs, and the pushes in flight get up to PUSH_TIMEOUT_SECONDS (+5 s) to finish; a job
+cut short is retried by saq, and its deliveries already claimed are not sent twice.
+
+Any number of workers may run (one per process, or several hosts): saq hands each job to
+one of them, a dead one's jobs are swept back to the queue once its heartbeats stop, and the
+delivery rows keep any job that runs twice from pushing twice.
 """
 
 import asyncio
-import json
 import logging
 import time
+from typing import cast
 
-from redis.asyncio import Redis as AsyncRedis
 from redis.exceptions import RedisError
+from saq import Worker
+from saq.types import PartialTimersDict
 
-from chatproject.metrics import PUSH_DELIVERIES, PUSH_DURATION
-from chatproject.redis_client import async_redis_connection
-from notifications import queue
+from notifications import jobs, metrics, queue
 from notifications.app_settings import app_settings
-from notifications.backends import PushBackend, push_backend
+from notifications.backends import DeviceBackends
+from notifications.relay import OutboxRelay
 
 logger = logging.getLogger(__name__)
+
+HEARTBEAT_SECONDS = 5.0
 
 
 class PushWorker:
     def __init__(
         self,
         *,
-        name: str = "default",
-        backend: PushBackend | None = None,
+        backends: DeviceBackends | None = None,
         concurrency: int | None = None,
-        poll_seconds: float = 1.0,
         report_every_seconds: float = 30.0,
     ) -> None:
-        self.name = name
-        self.backend = backend or push_backend()
+        self.backends = backends
         self.concurrency = concurrency or app_settings.WORKER_CONCURRENCY
-        self.poll_seconds = poll_seconds
         self.report_every_seconds = report_every_seconds
-        self.sent = 0
-        self.failed = 0
+        self.sender: jobs.Sender | None = None
+        self.relay: OutboxRelay | None = None
+
+    @property
+    def sent(self) -> int:
+        return self.sender.sent if self.sender else 0
+
+    @property
+    def failed(self) -> int:
+        return self.sender.failed if self.sender else 0
 
     async def run(self, stop: asyncio.Event) -> None:
-        redis = async_redis_connection()
-        recovered = await queue.push_recover(redis, self.name)
-        if recovered:
-            logger.warning("push worker %s requeued %d unfinished jobs", self.name, recovered)
-        logger.info("push worker %s started (%d jobs at once)", self.name, self.concurrency)
-        slots = asyncio.Semaphore(self.concurrency)
-        in_flight: set[asyncio.Task[None]] = set()
-        next_report = time.monotonic() + self.report_every_seconds
+        push_queue = queue.push_queue(self.concurrency)
+        await push_queue.connect()
+        backends = self.backends or DeviceBackends()
+        self.sender = jobs.Sender(backends, push_queue, self.concurrency)
+        self.relay = OutboxRelay(push_queue)
+        saq_worker = Worker(
+            push_queue,
+            functions=jobs.FUNCTIONS,
+            concurrency=self.concurrency,
+            dequeue_timeout=1.0,  # a stopping worker notices within a second
+            shutdown_grace_period_s=int(app_settings.PUSH_TIMEOUT_SECONDS) + 5,
+            timers=cast(
+                PartialTimersDict,
+                {
+                    "schedule": 0.1,  # PushQueue.schedule takes fractions of a second
+                    "sweep": app_settings.SWEEP_SECONDS,
+                    "worker_info": 10,
+                    "abort": 1,
+                },
+            ),
+        )
+        saq_worker.SIGNALS = []  # the command owns SIGTERM and SIGINT
+        saq_worker.context["sender"] = self.sender
+        logger.info("push worker %s started (%d pushes at once)", saq_worker.id, self.concurrency)
+        tasks = [
+            asyncio.create_task(saq_worker.start(), name="saq"),
+            asyncio.create_task(self.relay.run(stop), name="relay"),
+            asyncio.create_task(self._beat(push_queue, saq_worker.id, stop), name="heartbeat"),
+        ]
         try:
-            while not stop.is_set():
-                await slots.acquire()
-                try:
-                    raw = await queue.push_take(redis, self.name, self.poll_seconds)
-                except RedisError:
-                    slots.release()
-                    logger.warning("push queue unreachable; retrying in 1 s")
-                    await asyncio.sleep(1)
-                    continue
-                if raw is None:
-                    slots.release()
-                else:
-                    task = asyncio.create_task(self._handle(redis, raw, slots))
-                    in_flight.add(task)
-                    task.add_done_callback(in_flight.discard)
-                if time.monotonic() >= next_report:
-                    next_report = time.monotonic() + self.report_every_seconds
-                    logger.info(
-                        "push worker %s: %d sent, %d failed, %d in flight",
-                        self.name,
-                        self.sent,
-                        self.failed,
-                        len(in_flight),
-                    )
+            await stop.wait()
         finally:
-            if in_flight:
-                logger.info("push worker %s finishing %d jobs", self.name, len(in_flight))
-                await asyncio.gather(*in_flight, return_exceptions=True)
-            await redis.aclose()
+            stop.set()
+            # saq's upkeep loops sleep up to a sweep interval between rounds; its stop() would
+            # wait out the whole grace period for them. Only the job tasks deserve the wait.
+            for task in list(saq_worker.tasks):
+                if task.get_name() != "process":
+                    task.cancel()
+            await saq_worker.stop()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await backends.aclose()
+            try:
+                await push_queue.disconnect()
+            except (RedisError, OSError):
+                pass
             logger.info(
-                "push worker %s stopped: %d sent, %d failed", self.name, self.sent, self.failed
+                "push worker stopped: %d relayed, %d sent, %d failed",
+                self.relay.relayed,
+                self.sent,
+                self.failed,
             )
 
-    async def _handle(self, redis: AsyncRedis, raw: str, slots: asyncio.Semaphore) -> None:
-        started = time.perf_counter()
-        try:
-            job = json.loads(raw)
-            await asyncio.wait_for(self.backend.send(job), app_settings.PUSH_TIMEOUT_SECONDS)
-        except Exception:
-            self.failed += 1
-            PUSH_DELIVERIES.labels("failed").inc()
-            logger.exception("push failed; job kept in the dead-letter list: %s", raw[:500])
-            await self._settle(queue.push_dead(redis, self.name, raw))
-        else:
-            self.sent += 1
-            PUSH_DELIVERIES.labels("sent").inc()
-            await self._settle(queue.push_done(redis, self.name, raw))
-        finally:
-            PUSH_DURATION.observe(time.perf_counter() - started)
-            slots.release()
-
-    async def _settle(self, step: "asyncio.Future[None] | object") -> None:
-        try:
-            await step  # type: ignore[misc]
-        except RedisError:
-            # The job stays in the processing list and is requeued on the next start.
-            logger.warning("could not settle a push job in Redis; it will be retried")
+    async def _beat(self, push_queue: queue.PushQueue, worker_id: str, stop: asyncio.Event) -> None:
+        next_report = time.monotonic() + self.report_every_seconds
+        while not stop.is_set():
+            try:
+                await push_queue.beat(worker_id)
+                metrics.PUSH_QUEUE_DEPTH.set(await push_queue.count("incomplete"))
+            except (RedisError, OSError):
+                logger.warning("push worker heartbeat: Redis unreachable")
+            if time.monotonic() >= next_report:
+                next_report = time.monotonic() + self.report_every_seconds
+                logger.info("push worker: %d sent, %d failed", self.sent, self.failed)
+            try:
+                await asyncio.wait_for(stop.wait(), HEARTBEAT_SECONDS)
+            except TimeoutError:
+                pass

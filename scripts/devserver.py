@@ -64,9 +64,8 @@ def main() -> int:
     for n in range(processes):
         daphne_args = ["-b", "127.0.0.1", "-p", str(port + n), "chatproject.asgi:application"]
         commands.append([sys.executable, "-m", "daphne", *daphne_args])
-        # One name per worker: each keeps its own list of jobs in progress (notifications.queue).
-        worker = "default" if n == 0 else f"worker{n}"
-        commands.append([*MANAGE, "run_push_worker", "--name", worker])
+        # Workers share one saq queue; each (message, device) delivery row is claimed once.
+        commands.append([*MANAGE, "run_push_worker"])
     if processes > 1:
         print(f"{processes} daphne processes and {processes} push workers:")
         for n in range(processes):

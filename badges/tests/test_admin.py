@@ -22,7 +22,7 @@ from chat.tests.test_revocation import close_code
 from chat.unread import room_badge
 from chatproject import lanes
 from chatproject.redis_client import redis_connection
-from notifications.models import Device
+from notifications.models import Device, PushDelivery, RoomMute
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -57,7 +57,9 @@ def test_every_registered_models_pages_load_for_a_superuser() -> None:
     alice, bob = make_user("alice"), make_user("bob")
     room = room_with_unread("general", [alice, bob], 2)
     token_for(alice)
-    Device.objects.create(user=alice, kind="apns", address="ab" * 32)
+    phone = Device.objects.create(user=alice, kind="apns", address="ab" * 32)
+    PushDelivery.objects.create(message=Message.objects.filter(room=room).first(), device=phone)
+    RoomMute.objects.create(room=room, user=bob)
     from django.contrib.auth.models import Group
 
     Group.objects.create(name="moderators")

@@ -19,38 +19,20 @@ from django.conf import settings
 
 from badges.tests.test_admin import room_with_unread, tamper
 from chat.seeding import DEMO_STAFF_PASSWORD, DEMO_STAFF_USERNAME, seed_demo_staff
+from chat.tests.browser.stack import CHROMIUM, CHROMIUM_ARGS, browser_missing
 from chat.tests.helpers import make_user
 from chat.unread import room_badge
 
-CHROMIUM = os.environ.get("CHAT_CHROMIUM") or "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 SCREENSHOT = Path(settings.BASE_DIR) / ".run" / "artifacts" / "admin.png"
 DOCS_SCREENSHOT = Path(settings.BASE_DIR) / "docs" / "admin.png"
-
-
-def _missing() -> str | None:
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        return "the playwright package is missing (pip install -r requirements-dev.txt)"
-    if not os.access(CHROMIUM, os.X_OK):
-        return f"Chromium is not installed at {CHROMIUM} (apt-get install chromium, as root)"
-    return None
 
 
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.slow,
-    pytest.mark.skipif(_missing() is not None, reason=f"browser test skipped: {_missing()}"),
+    pytest.mark.skipif(
+        browser_missing() is not None, reason=f"browser test skipped: {browser_missing()}"
+    ),
 ]
 
 

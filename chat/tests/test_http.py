@@ -365,7 +365,7 @@ async def test_http_send_reaches_websocket_clients_like_a_websocket_send() -> No
 def test_healthz_reports_both_up(client: Client) -> None:
     response = client.get("/healthz")
     assert response.status_code == 200
-    assert response.json() == {"database": "ok", "redis": "ok"}
+    assert response.json()["database"] == response.json()["redis"] == "ok"
 
 
 class _Down:
@@ -383,7 +383,7 @@ def test_healthz_names_redis_when_it_is_down(
     monkeypatch.setattr("chat.views.redis_connection", lambda: _Down())
     response = client.get("/healthz")
     assert response.status_code == 503
-    assert response.json() == {"database": "ok", "redis": "down"}
+    assert (response.json()["database"], response.json()["redis"]) == ("ok", "down")
 
 
 @pytest.mark.django_db
@@ -393,7 +393,7 @@ def test_healthz_names_the_database_when_it_is_down(
     monkeypatch.setattr("chat.views.connection", _Down())
     response = client.get("/healthz")
     assert response.status_code == 503
-    assert response.json() == {"database": "down", "redis": "ok"}
+    assert (response.json()["database"], response.json()["redis"]) == ("down", "ok")
 
 
 def test_metrics_serves_prometheus_text(client: Client) -> None:

@@ -5,21 +5,11 @@ The servers get this test run's database, Redis and key prefix, so they see what
 writes and their channel layers meet this process's.
 """
 
-import os
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from contextlib import ExitStack
-from pathlib import Path
-from typing import Any
-from urllib.parse import quote
 
 import pytest
-from django.conf import settings
-from django.db import connection
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
@@ -27,72 +17,19 @@ from chat import revocation
 from chat.events import CLOSE_REVOKED
 from chat.models import AuthToken
 from chat.tests.helpers import make_user, token_for
+from chat.tests.processes import start_servers
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
-
-ROOT = Path(settings.BASE_DIR)
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def _database_url() -> str:
-    db: dict[str, Any] = connection.settings_dict
-    if db["ENGINE"].endswith("sqlite3"):
-        return f"sqlite:///{db['NAME']}"
-    credentials = quote(db["USER"] or "") + (f":{quote(db['PASSWORD'])}" if db["PASSWORD"] else "")
-    return f"postgres://{credentials}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
-
-
-def _start_daphne(port: int, log: Path) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "DATABASE_URL": _database_url(),
-        "REDIS_URL": settings.REDIS_URL,
-        "REDIS_KEY_PREFIX": settings.REDIS_KEY_PREFIX,
-    }
-    with log.open("ab") as output:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port)]
-            + ["chatproject.asgi:application"],
-            cwd=ROOT,
-            env=env,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        assert server.poll() is None, f"daphne exited; see {log}"
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2):
-                return server
-        except OSError:
-            time.sleep(0.1)
-    server.kill()
-    raise AssertionError(f"daphne did not answer within 60 s; see {log}")
 
 
 @pytest.fixture
 def two_servers() -> Iterator[list[int]]:
-    log = ROOT / ".run" / f"{settings.REDIS_KEY_PREFIX}-revocation-daphne.log"
-    ports = [_free_port(), _free_port()]
-    servers = []
+    servers = start_servers(2)
     try:
-        for port in ports:
-            servers.append(_start_daphne(port, log))
-        yield ports
+        yield [server.port for server in servers]
     finally:
         for server in servers:
-            server.terminate()
-            try:
-                server.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                server.kill()
-                server.wait()
-        log.unlink(missing_ok=True)
+            server.stop()
 
 
 def _open(clients: ExitStack, port: int, token: str) -> ClientConnection:

@@ -30,12 +30,14 @@ def test_sending_a_message_costs_the_same_queries_whatever_the_room_size(members
         badges_state(user_id=user.pk, room_ids=[room.pk])
     with CaptureQueriesContext(connection) as queries:
         message_send(sender_id=users[0].pk, room_id=room.pk, body="hi", client_message_id="c1")
-    # the member ids (also the membership check) and the insert (+ SQLite's BEGIN/COMMIT);
-    # the receivers run on their lanes after the commit (pinned below).
+    # the member ids (also the membership check), the insert, and the push outbox row that
+    # notifications writes in the same transaction so the push is as durable as the message
+    # (+ SQLite's BEGIN/COMMIT); the receivers run on their lanes after the commit.
     statements = [
         q["sql"] for q in queries.captured_queries if not q["sql"].startswith(("BEGIN", "COMMIT"))
     ]
-    assert len(statements) == 2, statements
+    assert len(statements) == 3, statements
+    assert "pushoutbox" in statements[2]
     assert lanes.flush(5)
 
 

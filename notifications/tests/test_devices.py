@@ -182,3 +182,17 @@ def test_devices_refuse_wrong_methods(client: Client) -> None:
     assert (posted.status_code, posted.json()["error"]) == (405, "method_not_allowed")
     assert delete(Client(), "not-a-token", device_id).status_code == 401
     assert Device.objects.filter(pk=device_id).exists()
+
+
+@pytest.mark.django_db
+def test_registering_a_deactivated_device_again_reactivates_it(client: Client) -> None:
+    from django.utils import timezone
+
+    alice = make_user("alice")
+    token = token_for(alice)
+    device_id = register(client, token, {"kind": "apns", "token": APNS_TOKEN}).json()["id"]
+    Device.objects.filter(pk=device_id).update(active=False, deactivated_at=timezone.now())
+    again = register(client, token, {"kind": "apns", "token": APNS_TOKEN})
+    assert (again.status_code, again.json()["id"]) == (200, device_id)
+    device = Device.objects.get(pk=device_id)
+    assert device.active and device.deactivated_at is None

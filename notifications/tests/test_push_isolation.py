@@ -1,130 +1,100 @@
-"""A push service that hangs or fails costs the badge path nothing, and loses no job."""
+"""A push service that hangs, is slow or fails costs the badge path nothing, and loses no push."""
 
-import asyncio
 import logging
 from typing import Any
 
 import pytest
 from channels.db import database_sync_to_async
+from django.test import override_settings
 
 from chat.signals import message_created
-from chat.tests.helpers import connect_user, eventually, make_room, make_user
-from notifications import queue
-from notifications.backends import FailingPushBackend
-from notifications.events import PushJob
-from notifications.worker import PushWorker
+from chat.tests.helpers import close_quietly, connect_user, eventually, make_room, make_user
+from notifications.backends import DelayedLoggingPushBackend, FailingPushBackend
+from notifications.models import PushDelivery, PushOutbox
+from notifications.tests.helpers import RecordingBackend, make_device, running_worker
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-
-class GatedBackend:
-    """A push service that answers only when the test opens the gate."""
-
-    def __init__(self) -> None:
-        self.gate = asyncio.Event()
-        self.started: list[PushJob] = []
-        self.finished: list[PushJob] = []
-
-    async def send(self, job: PushJob) -> None:
-        self.started.append(job)
-        await self.gate.wait()
-        self.finished.append(job)
+sync = database_sync_to_async
 
 
 async def _two_members() -> tuple[Any, Any, Any]:
-    alice = await database_sync_to_async(make_user)("alice")
-    bob = await database_sync_to_async(make_user)("bob")
-    room = await database_sync_to_async(make_room)("general", [alice, bob])
+    alice = await sync(make_user)("alice")
+    bob = await sync(make_user)("bob")
+    room = await sync(make_room)("general", [alice, bob])
+    await sync(make_device)(bob)
     return alice, bob, room
 
 
-async def _worker(backend: Any) -> tuple[asyncio.Event, "asyncio.Task[None]"]:
-    stop = asyncio.Event()
-    worker = PushWorker(backend=backend, concurrency=10, poll_seconds=0.1)
-    return stop, asyncio.create_task(worker.run(stop))
+def _send_frame(room: Any, n: int) -> dict[str, Any]:
+    return {
+        "type": "send-message",
+        "roomId": room.pk,
+        "message": f"m{n}",
+        "clientMessageId": f"c{n}",
+    }
+
+
+def _count(**filters: Any) -> int:
+    return PushDelivery.objects.filter(**filters).count()
 
 
 async def test_badges_and_later_frames_do_not_wait_for_a_hanging_push() -> None:
+    import asyncio
+
     alice, bob, room = await _two_members()
-    backend = GatedBackend()
-    stop, task = await _worker(backend)
+    backend = RecordingBackend()
+    backend.gate = asyncio.Event()
     a, _ = await connect_user(alice)
     b, _ = await connect_user(bob)
-    for n in range(5):
-        await a.request(
-            {
-                "type": "send-message",
-                "roomId": room.pk,
-                "message": f"m{n}",
-                "clientMessageId": f"c{n}",
-            },
-            "message-sent",
-        )
-    badges = [await b.receive_type("total-unread-count-updated") for _ in range(5)]
-    assert [badge["roomUnreadCount"] for badge in badges] == [1, 2, 3, 4, 5]
-    # Every send was answered and every badge delivered while no push had finished.
-    await eventually(lambda: len(backend.started) == 5)
-    assert backend.finished == []
-    assert [job["recipient_ids"] for job in backend.started] == [[bob.pk]] * 5
-    backend.gate.set()
-    stop.set()
-    await task
-    assert len(backend.finished) == 5
-    assert await database_sync_to_async(queue.queue_length)() == 0
-    await a.close()
-    await b.close()
+    try:
+        async with running_worker(backend):
+            await a.request(_send_frame(room, 0), "message-sent")
+            await b.receive_type("total-unread-count-updated")
+            await eventually(lambda: len(backend.pushes) == 1)  # that push now hangs
+            for n in range(1, 5):
+                await a.request(_send_frame(room, n), "message-sent")
+            badges = [await b.receive_type("total-unread-count-updated") for _ in range(4)]
+            assert [badge["roomUnreadCount"] for badge in badges] == [2, 3, 4, 5]
+            # Every send answered and every badge delivered while no push had finished.
+            assert await sync(_count)(status="sent") == 0
+            await eventually(lambda: len(backend.pushes) == 5)
+            backend.gate.set()
+            await eventually(lambda: sync(_count)(status="sent"), seconds=5)
+            await eventually(lambda: _all_sent(5), seconds=5)
+    finally:
+        await close_quietly([a, b])
 
 
-async def test_a_failing_push_is_logged_and_dead_lettered_and_badges_flow(
-    caplog: pytest.LogCaptureFixture,
+async def _all_sent(n: int) -> bool:
+    return await sync(_count)(status="sent") == n
+
+
+@pytest.mark.parametrize("backend_class", [DelayedLoggingPushBackend, FailingPushBackend])
+async def test_a_slow_or_failing_push_service_changes_nothing_for_the_sender(
+    backend_class: type,
 ) -> None:
     alice, bob, room = await _two_members()
-    stop, task = await _worker(FailingPushBackend())
     a, _ = await connect_user(alice)
     b, _ = await connect_user(bob)
-    with caplog.at_level(logging.ERROR, logger="notifications.worker"):
-        await a.request(
-            {"type": "send-message", "roomId": room.pk, "message": "hi", "clientMessageId": "c1"},
-            "message-sent",
-        )
-        badge = await b.receive_type("total-unread-count-updated")
-        assert badge["roomUnreadCount"] == 1
-        await eventually(database_sync_to_async(queue.dead_jobs))
-    stop.set()
-    await task
-    [dead] = await database_sync_to_async(queue.dead_jobs)()
-    assert dead["room_id"] == room.pk and dead["recipient_ids"] == [bob.pk]
-    assert any("push failed" in record.getMessage() for record in caplog.records)
-    await a.close()
-    await b.close()
+    try:
+        with override_settings(
+            NOTIFICATIONS_PUSH_DELAY_SECONDS=0.5, NOTIFICATIONS_PUSH_MAX_ATTEMPTS=2
+        ):
+            async with running_worker(backend_class()):
+                for n in range(3):
+                    sent = await a.request(_send_frame(room, n), "message-sent")
+                    assert sent["clientMessageId"] == f"c{n}"
+                    badge = await b.receive_type("total-unread-count-updated")
+                    assert badge["roomUnreadCount"] == n + 1
+                final = "sent" if backend_class is DelayedLoggingPushBackend else "failed"
+                await eventually(lambda: _all_in(final, 3), seconds=15)
+    finally:
+        await close_quietly([a, b])
 
 
-async def test_a_job_left_by_a_killed_worker_is_picked_up_again() -> None:
-    alice, bob, room = await _two_members()
-    job = PushJob(
-        message_id=1,
-        room_id=room.pk,
-        sender_id=alice.pk,
-        recipient_ids=[bob.pk],
-        body="x",
-        created_at="2026-01-01T00:00:00Z",
-        attempts=0,
-    )
-    await database_sync_to_async(queue.push_enqueue)(job)
-    # A worker took it and died before finishing: it sits in its processing list.
-    from chatproject.redis_client import redis_connection
-
-    redis = redis_connection()
-    await database_sync_to_async(redis.lmove)(
-        queue.queue_key(), queue.processing_key("default"), "RIGHT", "LEFT"
-    )
-    backend = GatedBackend()
-    backend.gate.set()
-    stop, task = await _worker(backend)
-    await eventually(lambda: backend.finished)
-    stop.set()
-    await task
-    assert backend.finished[0]["message_id"] == 1
+async def _all_in(status: str, n: int) -> bool:
+    return await sync(_count)(status=status) == n
 
 
 async def test_a_failing_receiver_breaks_no_other_receiver(
@@ -142,22 +112,13 @@ async def test_a_failing_receiver_breaks_no_other_receiver(
         a, _ = await connect_user(alice)
         b, _ = await connect_user(bob)
         with caplog.at_level(logging.ERROR, logger="chatproject.events"):
-            await a.request(
-                {
-                    "type": "send-message",
-                    "roomId": room.pk,
-                    "message": "hi",
-                    "clientMessageId": "c",
-                },
-                "message-sent",
-            )
+            sent = await a.request(_send_frame(room, 0), "message-sent")
             badge = await b.receive_type("total-unread-count-updated")
         assert badge["roomUnreadCount"] == 1
-        # the push receiver ran all the same
-        await eventually(lambda: database_sync_to_async(queue.queue_length)())
+        # the push intent was recorded all the same
+        assert await sync(PushOutbox.objects.filter(message_id=sent["messageId"]).exists)()
         failure = next(r for r in caplog.records if "tests.broken" in r.getMessage())
         assert "message_id" in failure.getMessage()  # logged with the event that caused it
-        await a.close()
-        await b.close()
+        await close_quietly([a, b])
     finally:
         message_created.disconnect(dispatch_uid="tests.broken")

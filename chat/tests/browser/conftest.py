@@ -14,35 +14,12 @@ import pytest
 from django.conf import settings
 from django.test import Client
 
-from chat.tests.browser.stack import LiveServer
+from chat.tests.browser.stack import CHROMIUM, CHROMIUM_ARGS, LiveServer, browser_missing
 
-CHROMIUM = os.environ.get("CHAT_CHROMIUM") or "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 ARTIFACTS = Path(settings.BASE_DIR) / ".run" / "artifacts"
-HOW_TO_ENABLE = "install Chromium with `apt-get install chromium` (as root) to run them"
 
 
-def _missing() -> str | None:
-    """Why the browser tests cannot run here, or None."""
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        return "the playwright package is missing (pip install -r requirements-dev.txt)"
-    if not (Path(CHROMIUM).is_file() and os.access(CHROMIUM, os.X_OK)):
-        return f"Chromium is not installed at {CHROMIUM}; {HOW_TO_ENABLE}"
-    return None
-
-
-MISSING = _missing()
+MISSING = browser_missing()
 _outcomes: dict[str, int] = {"passed": 0, "failed": 0, "skipped": 0}
 _timing: dict[str, float] = {}
 

@@ -20,6 +20,33 @@ from urllib.parse import quote
 from django.conf import settings
 from django.db import connection
 
+# Debian's chromium, never a downloaded browser (CHAT_CHROMIUM overrides the path), with the
+# flags a machine with a closed network needs.
+CHROMIUM = os.environ.get("CHAT_CHROMIUM") or "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+HOW_TO_ENABLE = "install Chromium with `apt-get install chromium` (as root) to run them"
+
+
+def browser_missing() -> str | None:
+    """Why a browser test cannot run here, or None."""
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        return "the playwright package is missing (pip install -r requirements-dev.txt)"
+    if not (Path(CHROMIUM).is_file() and os.access(CHROMIUM, os.X_OK)):
+        return f"Chromium is not installed at {CHROMIUM}; {HOW_TO_ENABLE}"
+    return None
+
+
 ROOT = Path(settings.BASE_DIR)
 
 

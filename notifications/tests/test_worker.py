@@ -1,0 +1,110 @@
+"""The worker as a process: killed with SIGKILL mid-batch, started again, stopped by SIGTERM."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.conf import settings
+from django.db import connection
+
+from chat.services import message_send
+from chat.tests.helpers import make_room, make_user
+from chatproject.redis_client import prefixed, redis_connection
+from notifications import queue
+from notifications.models import PushDelivery
+from notifications.tests.helpers import make_device
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
+
+ROOT = Path(settings.BASE_DIR)
+
+
+def _database_url() -> str:
+    db = connection.settings_dict
+    if db["ENGINE"].endswith("sqlite3"):
+        return f"sqlite:///{db['NAME']}"
+    return f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
+
+
+def _spawn(count_key: str, delay: float, concurrency: int, log: Path) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "notifications.tests.worker_settings",
+        "DATABASE_URL": _database_url(),
+        "REDIS_URL": settings.REDIS_URL,
+        "REDIS_KEY_PREFIX": settings.REDIS_KEY_PREFIX,
+        "PUSH_GRACE_SECONDS": "0.2",
+        "PUSH_COUNT_KEY": count_key,
+        "PUSH_COUNT_DELAY": str(delay),
+        "LOG_LEVEL": "INFO",
+    }
+    with open(log, "ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "manage.py", "run_push_worker", "--concurrency", str(concurrency)],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+
+
+def _wait_for(predicate: Any, seconds: float, what: str) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"{what} within {seconds} s")
+
+
+def test_a_worker_killed_mid_batch_and_restarted_pushes_everything_exactly_once(
+    tmp_path: Path,
+) -> None:
+    alice, bob = make_user("alice"), make_user("bob")
+    room = make_room("general", [alice, bob])
+    phone = make_device(bob)
+    ids = [
+        message_send(
+            sender_id=alice.pk, room_id=room.pk, body=f"m{n}", client_message_id=f"c{n}"
+        ).message.pk
+        for n in range(20)
+    ]
+    redis = redis_connection()
+    count_key = prefixed("tests", "pushed")
+    log = tmp_path / "worker.log"
+
+    # Four pushes at a time, each taking 30 s: kill the worker while the first four wait for
+    # their answers (received by the service, not acknowledged to the worker).
+    first = _spawn(count_key, delay=30, concurrency=4, log=log)
+    try:
+        _wait_for(lambda: redis.llen(count_key) >= 4, 60, "the first pushes arrived")
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait(10)
+    in_flight = set(redis.lrange(count_key, 0, -1))
+    assert len(in_flight) == 4
+
+    second = _spawn(count_key, delay=0, concurrency=4, log=log)
+    try:
+        _wait_for(lambda: redis.llen(count_key) >= 20, 60, "every message was pushed")
+        # The killed worker's four jobs are swept back once their heartbeat is 2 s old and
+        # run again; the queue is empty only after they did.
+        _wait_for(lambda: queue.queue_depth() == 0, 60, "the swept jobs ran again")
+        second.send_signal(signal.SIGTERM)
+        assert second.wait(30) == 0, log.read_text()[-3000:]
+    finally:
+        if second.poll() is None:
+            second.kill()
+    # The project's client answers bytes (django-redis, chatproject.redis_client).
+    counted = Counter(entry.decode() for entry in redis.lrange(count_key, 0, -1))
+    assert counted == Counter({f"{message_id}:{phone.pk}": 1 for message_id in ids})
+    statuses = Counter(PushDelivery.objects.values_list("status", flat=True))
+    # Claimed by the killed worker and answered by nobody: recorded as such, never resent.
+    assert statuses == {"sent": 16, "sending": 4}
+    assert "push worker stopped" in log.read_text()
