@@ -48,6 +48,35 @@ def _clean_redis() -> Iterator[None]:
         redis.delete(*keys[start : start + 500])
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _close_leftover_database_connections(django_db_setup: None) -> Iterator[None]:
+    """Close database connections still open in other threads before the test database goes.
+
+    channels' `database_sync_to_async` closes old connections outside the context the call ran
+    in (asgiref runs the function under `contextvars.Context.run`), so a connection the ORM
+    thread opened for a consumer can outlive every test and block PostgreSQL's DROP DATABASE
+    ("being accessed by other users"). Its thread is idle by now: closing it here is safe.
+    """
+    yield
+    import gc
+    import threading
+
+    from django.db.backends.base.base import BaseDatabaseWrapper
+
+    main = threading.main_thread().ident
+    for wrapper in gc.get_objects():
+        if (
+            isinstance(wrapper, BaseDatabaseWrapper)
+            and wrapper.connection is not None
+            and getattr(wrapper, "_thread_ident", main) != main
+        ):
+            wrapper.inc_thread_sharing()
+            try:
+                wrapper.close()
+            finally:
+                wrapper.dec_thread_sharing()
+
+
 def pytest_unconfigure(config: pytest.Config) -> None:
     # Django removes the test database file but not SQLite's WAL companions.
     prefix = settings.REDIS_KEY_PREFIX

@@ -6,6 +6,8 @@ from typing import Any
 from django.db import transaction
 
 from badges import services
+from badges.reconcile import badges_resync_devices
+from chat import presence
 from chat.events import MessageCreated, RoomRead
 from chat.models import Membership, Message
 from chat.selectors import member_ids
@@ -30,12 +32,21 @@ def on_room_read(sender: Any, event: RoomRead, **kwargs: Any) -> None:
     services.badges_apply_read(event)
 
 
-# Changes made outside the services (admin, shell, deletes) alter what the counts should be in
-# ways the event flow does not describe; dropping those users' copy makes the next read
-# rebuild it from the database.
+# A membership added, removed or edited (room_add_member, admin, shell, deletes) alters what
+# the counts should be in ways the event flow does not describe: dropping the user's copy makes
+# the next read rebuild it from the database, and a fresh snapshot tells the user's open
+# devices at once (a page lists a room it was just added to without reconnecting).
 @instrumented_receiver("badges.membership_changed")
 def on_membership_changed(sender: Any, instance: Membership, **kwargs: Any) -> None:
-    transaction.on_commit(partial(services.badges_forget, [instance.user_id]), robust=True)
+    transaction.on_commit(partial(_forget_and_resync, instance.user_id), robust=True)
+
+
+def _forget_and_resync(user_id: int) -> None:
+    services.badges_forget([user_id])
+    # One Redis call, where a snapshot costs a rebuild from the database: seeding thousands of
+    # memberships for users nobody has connected as stays cheap.
+    if presence.connected_processes([user_id]).get(user_id):
+        badges_resync_devices([user_id])
 
 
 @instrumented_receiver("badges.message_deleted")

@@ -255,18 +255,32 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         chatproject.backpressure); one that stays behind is closed with 4008.
         """
         for frame in event["frames"]:
-            if frame.get("type") in ("total-unread-count-updated", "unread-state"):
+            kind = frame.get("type")
+            if kind == "total-unread-count-updated":
                 if frame["version"] <= self.last_version:
                     continue
                 self.last_version = frame["version"]
-            if self.slow_guard is not None:
-                if self.slow_guard.closing:
-                    return
-                reason = await self.slow_guard.wait_until_writable()
-                if reason is not None:
-                    await self.slow_guard.close_slow(self, reason)
-                    return
+            elif kind == "unread-state":
+                # A snapshot at the version the client has still matters: it states every
+                # room, where the update of that version stated one (the client applies it).
+                if frame["version"] < self.last_version:
+                    continue
+                self.last_version = frame["version"]
+            if not await self._writable():
+                return
             await self.send_json(frame)
+
+    async def _writable(self) -> bool:
+        """Wait until the client can take another frame; False once it is being closed as slow."""
+        if self.slow_guard is None:
+            return True
+        if self.slow_guard.closing:
+            return False
+        reason = await self.slow_guard.wait_until_writable()
+        if reason is not None:
+            await self.slow_guard.close_slow(self, reason)
+            return False
+        return True
 
     # --- helpers ------------------------------------------------------------------------
 
@@ -297,5 +311,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
                 room_ids=list(self.viewing), user_id=self.user_id, channel_name=self.channel_name
             )
         snapshot = await database_sync_to_async(unread.unread_state)(self.user_id)
-        self.last_version = max(self.last_version, snapshot["version"])
-        await self.send_json(snapshot)
+        # Through the same slow-client guard as every other frame (a stalled client must not
+        # get a snapshot piled on its buffer); one older than what the connection already has
+        # is dropped, as the client would drop it.
+        await self.chat_frames({"type": "chat.frames", "frames": [snapshot]})

@@ -9,8 +9,9 @@ from pathlib import Path
 from typing import cast
 
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
+from django.urls import reverse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
 
@@ -29,9 +30,21 @@ def chat_page_view(request: HttpRequest) -> HttpResponse:
             "userId": user_id,
             "username": user.get_username(),
             "names": {str(pk): name for pk, name in member_names_for(user_id).items()},
+            "namesUrl": reverse("member-names"),
         }
     }
     return render(request, "chat/index.html", context)
+
+
+@require_safe
+@never_cache
+@login_required
+def member_names_view(request: HttpRequest) -> JsonResponse:
+    """The same names as the page's config, fresh: the page asks again when a sender it does
+    not know shows up (a member who joined one of its rooms after it loaded)."""
+    user_id = cast(int, request.user.pk)
+    names = {str(pk): name for pk, name in member_names_for(user_id).items()}
+    return JsonResponse({"names": names})
 
 
 @require_safe

@@ -5,6 +5,7 @@ from chat import pages, views
 
 urlpatterns = [
     path("", pages.chat_page_view, name="chat-page"),
+    path("names.json", pages.member_names_view, name="member-names"),
     path("sw.js", pages.service_worker_view, name="service-worker"),
     path(
         "login/",

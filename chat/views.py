@@ -9,10 +9,11 @@ from typing import Any
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from chat import services
-from chat.http import json_api, json_object, positive_int_param, string_field
+from chat.http import json_api, json_error, json_object, positive_int_param, string_field
 from chat.selectors import (
     HISTORY_DEFAULT_LIMIT,
     HISTORY_MAX_LIMIT,
@@ -113,3 +114,10 @@ def _redis_ok() -> None:
 @json_api(methods=("GET",), authenticated=False)
 def metrics_view(request: HttpRequest) -> HttpResponse:
     return HttpResponse(generate_latest(), content_type=CONTENT_TYPE_LATEST)
+
+
+@csrf_exempt  # nothing to protect, and a 404 says more than a CSRF failure would
+def api_not_found_view(request: HttpRequest, rest: str = "") -> HttpResponse:
+    """Any /api/ address no endpoint matches (`/api/rooms/abc/messages`, a room id that is not
+    a number): the contract's JSON error, not Django's HTML page."""
+    return json_error("not_found", f"no API endpoint at {request.path}", 404)

@@ -121,6 +121,23 @@ def test_history_of_an_unknown_room_is_404(client: Client, room_id: int) -> None
 
 
 @pytest.mark.django_db
+@pytest.mark.parametrize("room_id", ["abc", "-1", "1.5", "%201", "1e3"])
+def test_history_of_a_room_id_that_is_not_a_number_is_a_json_404(
+    client: Client, room_id: str
+) -> None:
+    alice = make_user("alice")
+    assert_error(
+        get_json(client, f"/api/rooms/{room_id}/messages", token_for(alice)), 404, "not_found"
+    )
+
+
+@pytest.mark.django_db
+def test_an_unknown_api_address_is_a_json_404(client: Client) -> None:
+    assert_error(get_json(client, "/api/nope", None), 404, "not_found")
+    assert_error(client.post("/api/rooms/1/nope"), 404, "not_found")
+
+
+@pytest.mark.django_db
 def test_history_with_a_session_cookie_needs_no_csrf_token() -> None:
     alice = make_user("alice")
     room = make_room("general", [alice])

@@ -6,7 +6,7 @@ import pytest
 from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 
-from chat import live, presence
+from chat import live, presence, services
 from chat.models import Message
 from chat.tests.helpers import close_quietly, connect_user, eventually, make_room, make_user
 from chatproject import lanes
@@ -63,3 +63,46 @@ async def test_emptied_redis_resends_snapshots_and_presence() -> None:
     await eventually(lambda: not live.live_connections(), seconds=2)
     state = live._loops[asyncio.get_running_loop()]
     assert state.watch_task is None
+
+
+async def test_the_snapshot_after_a_flush_outranks_every_version_sent_before() -> None:
+    """Clients ignore versions below the last they applied: if versions restarted low after
+    Redis was emptied, the fresh snapshot would be ignored and the page stay stale."""
+    alice, bob = await database_sync_to_async(lambda: [make_user("alice"), make_user("bob")])()
+    room = await database_sync_to_async(make_room)("r", [alice, bob])
+    reader, first = await connect_user(alice)
+    try:
+        await database_sync_to_async(services.message_send)(
+            sender_id=bob.pk, room_id=room.pk, body="before", client_message_id="b1"
+        )
+        update = await reader.receive_type("total-unread-count-updated", timeout=10)
+        assert update["version"] > first["version"]
+        await database_sync_to_async(
+            lambda: Message.objects.create(room=room, sender=bob, body="x", client_message_id="b2")
+        )()
+        await database_sync_to_async(lanes.flush)(5)
+        await sync_to_async(_delete_this_runs_keys)()
+
+        snapshot = await reader.receive_type("unread-state", timeout=10)
+        assert snapshot["totalUnreadCount"] == 2
+        assert snapshot["version"] > update["version"]
+    finally:
+        await close_quietly([reader])
+
+
+async def test_a_resync_goes_through_the_slow_client_guard() -> None:
+    """A connection being closed as slow gets no snapshot piled on what it has not read."""
+    alice, bob = await database_sync_to_async(lambda: [make_user("alice"), make_user("bob")])()
+    await database_sync_to_async(make_room)("r", [alice, bob])
+    stalled, _ = await connect_user(alice)
+    reading, _ = await connect_user(bob)
+    try:
+        for connection in live.live_connections():
+            if connection.user_id == alice.pk:
+                guard = connection.slow_guard  # type: ignore[attr-defined]
+                guard.closing = True
+        await sync_to_async(_delete_this_runs_keys)()
+        await reading.receive_type("unread-state", timeout=10)
+        assert await stalled.nothing_more(timeout=0.5)
+    finally:
+        await close_quietly([stalled, reading])

@@ -56,6 +56,20 @@ def test_the_page_gives_its_script_the_user_and_the_names_of_room_mates(client: 
 
 
 @pytest.mark.django_db
+def test_the_page_can_ask_again_for_the_names_of_room_mates(client: Client) -> None:
+    alice, bob, carol = make_user("alice"), make_user("bob"), make_user("carol")
+    room = make_room("general", [alice, bob])
+    make_room("other", [carol])
+    assert client.get("/names.json").status_code == 302  # signed in only
+    client.force_login(alice)
+    names = client.get("/names.json").json()["names"]
+    assert names == {str(alice.pk): "alice", str(bob.pk): "bob"}
+    # A member who joins after the page loaded is known the next time it asks.
+    room.memberships.create(user=carol)
+    assert client.get("/names.json").json()["names"][str(carol.pk)] == "carol"
+
+
+@pytest.mark.django_db
 def test_a_username_cannot_break_out_of_the_config(client: Client) -> None:
     alice = make_user("alice")
     mate = make_user("</script><script>alert(1)</script>")

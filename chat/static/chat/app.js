@@ -20,6 +20,27 @@ function announce(text) {
   }, 50);
 }
 
+// Members who joined a room after the page loaded are not in config.names: the first time
+// one shows up, ask the server again (at most every few seconds), then redraw the names.
+const NAMES_RETRY_MS = 5000;
+let namesAskedAt = -Infinity;
+
+function unknownName() {
+  if (Date.now() - namesAskedAt < NAMES_RETRY_MS) return;
+  namesAskedAt = Date.now();
+  fetch(config.namesUrl, { headers: { Accept: "application/json" } })
+    .then((response) => {
+      if (!response.ok) throw new Error(`names answered ${response.status}`);
+      return response.json();
+    })
+    .then((body) => {
+      Object.assign(config.names, body.names);
+      rooms.render();
+      room.renameSenders();
+    })
+    .catch((error) => console.warn("chat: could not load members' names", error));
+}
+
 const badges = new BadgeState({ onChange: showCounts });
 const socket = new ChatSocket({ onFrame: handleFrame, onStatus: showStatus });
 const rooms = new RoomList({
@@ -27,6 +48,7 @@ const rooms = new RoomList({
   empty: byId("no-rooms"),
   badges,
   names: config.names,
+  onUnknownName: unknownName,
   onOpen: (roomId) => openRoom(roomId),
 });
 const room = new RoomView({
@@ -40,6 +62,7 @@ const room = new RoomView({
   },
   socket,
   names: config.names,
+  onUnknownName: unknownName,
   userId: config.userId,
   announce,
   onLeave: () => {
@@ -120,7 +143,7 @@ const handlers = {
     badges.applyRoomCount(frame.roomId, frame.unreadCount);
     const last = frame.lastMessage;
     if (last && last.senderId !== config.userId && frame.roomId !== room.roomId) {
-      const sender = config.names[last.senderId] ?? `user ${last.senderId}`;
+      const sender = rooms.nameOf(last.senderId);
       announce(`New message in ${rooms.name(frame.roomId)} from ${sender}`);
     }
   },

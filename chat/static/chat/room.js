@@ -6,6 +6,9 @@
 // every reconnect, so a send cut off by a drop is retried without ever posting twice.
 
 const PAGE_SIZE = 30;
+// After a reconnect, pages fetched back toward the last message shown before the drop; a
+// longer gap restarts the view from the newest messages (older ones load on scroll).
+const MAX_CATCH_UP_PAGES = 10;
 
 export function newClientMessageId() {
   const bytes = crypto.getRandomValues(new Uint8Array(16));
@@ -13,10 +16,11 @@ export function newClientMessageId() {
 }
 
 export class RoomView {
-  constructor({ elements, socket, names, userId, announce, onLeave }) {
+  constructor({ elements, socket, names, onUnknownName, userId, announce, onLeave }) {
     this.el = elements; // heading, list, older, form, compose, composeLabel
     this.socket = socket;
     this.names = names;
+    this.onUnknownName = onUnknownName;
     this.userId = userId;
     this.announce = announce;
     this.onLeave = onLeave;
@@ -112,11 +116,26 @@ export class RoomView {
   async loadLatest() {
     const generation = this.generation;
     try {
-      const page = await this.fetchPage(null);
-      if (generation !== this.generation) return;
+      const shown = this.newestId();
       const atBottom = this.nearBottom();
+      let page = await this.fetchPage(null);
+      if (generation !== this.generation) return;
+      // Missed while offline: page back until what was already shown (or give up and
+      // restart the view from the newest, so no gap is ever shown between two messages).
+      const missed = [...page.messages];
+      let pages = 1;
+      while (shown !== null && page.hasMore && oldestOf(page) > shown) {
+        if (pages >= MAX_CATCH_UP_PAGES) {
+          this.el.list.querySelectorAll("li[data-id]").forEach((li) => li.remove());
+          break;
+        }
+        page = await this.fetchPage(oldestOf(page));
+        if (generation !== this.generation) return;
+        missed.push(...page.messages);
+        pages += 1;
+      }
       const first = this.oldestId() === null;
-      for (const message of page.messages) this.insert(message);
+      for (const message of missed) this.insert(message);
       if (first) this.setHasMore(page.hasMore);
       if (first || atBottom) this.scrollToBottom();
     } catch (error) {
@@ -210,7 +229,18 @@ export class RoomView {
   // --- rendering ----------------------------------------------------------------------
 
   nameOf(userId) {
-    return this.names[userId] ?? `user ${userId}`;
+    const name = this.names[userId];
+    if (name !== undefined) return name;
+    this.onUnknownName();
+    return `user ${userId}`;
+  }
+
+  // Names learnt since these messages were drawn (see onUnknownName).
+  renameSenders() {
+    for (const sender of this.el.list.querySelectorAll(".sender[data-sender-id]")) {
+      const name = this.names[sender.dataset.senderId];
+      if (name !== undefined) sender.textContent = name;
+    }
   }
 
   itemFor(messageId) {
@@ -221,6 +251,11 @@ export class RoomView {
     return [...this.el.list.querySelectorAll("li[data-client-id]")].find(
       (li) => li.dataset.clientId === clientMessageId,
     );
+  }
+
+  newestId() {
+    const all = this.el.list.querySelectorAll("li[data-id]");
+    return all.length ? Number(all[all.length - 1].dataset.id) : null;
   }
 
   oldestId() {
@@ -244,6 +279,7 @@ export class RoomView {
     li.dataset.id = String(message.id);
     const sender = document.createElement("span");
     sender.className = "sender";
+    sender.dataset.senderId = String(message.senderId);
     sender.textContent = this.nameOf(message.senderId);
     const body = document.createElement("span");
     body.className = "body";
@@ -283,4 +319,9 @@ export class RoomView {
   scrollToBottom() {
     this.el.list.scrollTop = this.el.list.scrollHeight;
   }
+}
+
+// The oldest id of a history page (pages are newest first).
+function oldestOf(page) {
+  return page.messages.length ? page.messages[page.messages.length - 1].id : 0;
 }

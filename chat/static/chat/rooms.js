@@ -3,11 +3,12 @@
 // `chat-room-updated` frames; counts come from the badge state (badges.js).
 
 export class RoomList {
-  constructor({ list, empty, badges, names, onOpen }) {
+  constructor({ list, empty, badges, names, onUnknownName, onOpen }) {
     this.list = list;
     this.empty = empty;
     this.badges = badges;
     this.names = names; // senderId -> username
+    this.onUnknownName = onUnknownName;
     this.onOpen = onOpen;
     this.rooms = new Map(); // roomId -> {id, name, lastMessage}
     this.openRoomId = null;
@@ -38,6 +39,13 @@ export class RoomList {
 
   lastMessageId(roomId) {
     return this.rooms.get(roomId)?.lastMessage?.id ?? 0;
+  }
+
+  nameOf(userId) {
+    const name = this.names[userId];
+    if (name !== undefined) return name;
+    this.onUnknownName();
+    return `user ${userId}`;
   }
 
   name(roomId) {
@@ -82,7 +90,7 @@ export class RoomList {
     }
     const last = room.lastMessage;
     const preview = last
-      ? `${this.names[last.senderId] ?? `user ${last.senderId}`}: ${last.body}`
+      ? `${this.nameOf(last.senderId)}: ${last.body}`
       : "No messages yet";
     button.append(span("preview", preview));
     // One predictable name for screen readers (and tests): "general, 2 unread, bob: hi".

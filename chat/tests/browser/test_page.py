@@ -19,7 +19,7 @@ from django.contrib.auth.hashers import PBKDF2PasswordHasher, make_password
 
 from chat.events import user_group
 from chat.models import Message
-from chat.services import message_send
+from chat.services import message_send, room_add_member
 from chat.tests.browser.conftest import Browsing
 from chat.tests.helpers import make_room, make_user
 from chatproject.fanout import publish
@@ -301,6 +301,78 @@ def test_older_messages_load_on_scroll_on_a_phone_sized_screen(browsing: Browsin
     expect(messages.get_by_role("listitem").first).to_contain_text("message 00")
     expect(page.get_by_role("button", name="Load older messages")).to_be_hidden()
     browsing.screenshot(page, "phone")
+    assert browsing.errors == []
+
+
+HOLD_THE_SOCKET_CLOSED = """() => {
+    const socket = window.chatDebug.socket;
+    socket.realConnect = socket.connect;
+    socket.connect = () => {};  // the reconnect timer fires into nothing: a long outage
+    socket.ws.close();
+}"""
+LET_IT_RECONNECT = """() => {
+    const socket = window.chatDebug.socket;
+    socket.connect = socket.realConnect;
+    socket.connect();
+}"""
+
+
+def test_after_a_long_outage_the_room_shows_every_missed_message_and_new_rooms(
+    browsing: Browsing,
+) -> None:
+    alice, bob = make_user("alice"), make_user("bob")
+    general = make_room("general", [alice, bob])
+    say(bob, general, "before the outage")
+    page = browsing.open_page(browsing.context_for(alice))
+    room_button(page, "general").click()
+    messages = page.get_by_role("list", name="Messages in general")
+    expect(messages.get_by_role("listitem")).to_have_count(1)
+
+    page.evaluate(HOLD_THE_SOCKET_CLOSED)
+    expect(page.get_by_role("status")).to_contain_text("Offline", timeout=WAIT_MS)
+    # More than two pages of history (30 a page) while the page hears nothing; and a room
+    # alice is added to, which only a fresh snapshot tells the page about.
+    for n in range(75):
+        say(bob, general, f"missed {n:02d}")
+    make_room("added later", [alice, bob])
+    page.evaluate(LET_IT_RECONNECT)
+
+    expect(page.get_by_role("status")).to_have_text("Back online", timeout=WAIT_MS)
+    expect(messages.get_by_role("listitem")).to_have_count(76, timeout=WAIT_MS)
+    expect(messages.get_by_role("listitem").first).to_contain_text("before the outage")
+    expect(messages.get_by_role("listitem").last).to_contain_text("missed 74")
+    expect(room_button(page, "added later")).to_be_visible(timeout=WAIT_MS)
+    assert browsing.errors == []
+
+
+def test_a_room_the_user_is_added_to_appears_without_a_reload(browsing: Browsing) -> None:
+    alice, bob = make_user("alice"), make_user("bob")
+    make_room("general", [alice, bob])
+    page = browsing.open_page(browsing.context_for(alice))
+    expect(room_button(page, "general")).to_be_visible()
+
+    make_room("new room", [alice, bob])
+    expect(room_button(page, "new room")).to_be_visible(timeout=WAIT_MS)
+    assert browsing.errors == []
+
+
+def test_a_member_who_joined_after_the_page_loaded_is_shown_by_name(browsing: Browsing) -> None:
+    alice, bob = make_user("alice"), make_user("bob")
+    general = make_room("general", [alice, bob])
+    page = browsing.open_page(browsing.context_for(alice))
+    room_button(page, "general").click()
+    messages = page.get_by_role("list", name="Messages in general")
+
+    carol = make_user("carol")
+    room_add_member(room_id=general.pk, user_id=carol.pk)
+    say(carol, general, "hello, I am new")
+
+    item = messages.get_by_role("listitem").filter(has_text="hello, I am new")
+    expect(item).to_contain_text("carol", timeout=WAIT_MS)
+    expect(item).not_to_contain_text("user ")
+    expect(room_button(page, "general")).to_have_accessible_name(
+        re.compile(r"carol: hello, I am new$"), timeout=WAIT_MS
+    )
     assert browsing.errors == []
 
 
