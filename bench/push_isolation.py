@@ -25,6 +25,7 @@ import os
 import statistics
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -110,12 +111,18 @@ async def _load(
         )
         for token in tokens
     ]
-    readers = [
-        asyncio.create_task(_read(ws, room_id, latencies, errors)) for ws in connections[1:]
-    ]
+    count = int(args.rate * args.duration)
+    expected = count * (args.members - 1)
+    all_measured = asyncio.Event()
+
+    def measured(latency: float) -> None:
+        latencies.append(latency)
+        if len(latencies) >= expected:
+            all_measured.set()
+
+    readers = [asyncio.create_task(_read(ws, room_id, measured, errors)) for ws in connections[1:]]
     await asyncio.sleep(2)  # every snapshot read, every listener registered
     sender = connections[0]
-    count = int(args.rate * args.duration)
     begin = time.perf_counter()
     for n in range(count):
         # Open loop: each message at its time, whatever the previous ones are doing.
@@ -129,11 +136,9 @@ async def _load(
             "clientMessageId": f"iso-{n}-{uuid.uuid4().hex[:6]}",
         }
         await sender.send(json.dumps(frame))
-    expected = count * (args.members - 1)
-    deadline = time.perf_counter() + 30
-    while len(latencies) < expected and time.perf_counter() < deadline:
-        await asyncio.sleep(0.1)
-    if len(latencies) < expected:
+    try:
+        await asyncio.wait_for(all_measured.wait(), 30)
+    except TimeoutError:
         errors.append(f"{expected - len(latencies)} badge updates missing")
     for reader in readers:
         reader.cancel()
@@ -142,7 +147,9 @@ async def _load(
     return latencies, errors
 
 
-async def _read(ws: Any, room_id: int, latencies: list[float], errors: list[str]) -> None:
+async def _read(
+    ws: Any, room_id: int, measured: Callable[[float], None], errors: list[str]
+) -> None:
     sent_ns = 0
     async for raw in ws:
         now = time.perf_counter_ns()
@@ -152,7 +159,7 @@ async def _read(ws: Any, room_id: int, latencies: list[float], errors: list[str]
             body = frame["lastMessage"]["body"].split()
             sent_ns = int(body[1]) if len(body) == 2 and body[0] == "bench" else 0
         elif kind == "total-unread-count-updated" and sent_ns:
-            latencies.append((now - sent_ns) / 1e9)
+            measured((now - sent_ns) / 1e9)
             sent_ns = 0
         elif kind == "error":
             errors.append(str(raw)[:200])
@@ -194,13 +201,16 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--postgres-db", default="bench_push_isolation", help="dropped and made afresh"
     )
+    parser.add_argument("--rounds", type=int, default=1, help="pairs of runs, alternating")
     parser.add_argument("--results", default=str(RESULTS / "push-isolation"))
     return parser.parse_args()
 
 
 def main() -> None:
     args = parse_args()
-    results = [run_mode(args, pushes=True), run_mode(args, pushes=False)]
+    results = []
+    for _ in range(args.rounds):  # alternating, so a change of the machine's load hits both
+        results += [run_mode(args, pushes=True), run_mode(args, pushes=False)]
     print(
         f"badge latency, {args.members} members connected (not viewing), {args.rate:g} msg/s for "
         f"{args.duration:g} s, push service {args.push_delay} s per push, {args.database}, "
