@@ -68,7 +68,14 @@ def run_mode(args: argparse.Namespace, pushes: bool) -> dict[str, Any]:
         seeded = stack.seed({"users": users, "rooms": [{"name": "room", "members": users}]})
         stack.serve()
         assert stack.worker is not None
-        if not pushes:
+        if pushes:
+            # Started: its heartbeat (notifications.queue.heartbeat_key) is in Redis. Its
+            # start-up CPU must not land on the first messages.
+            beat = f"{stack.prefix}:notifications:push:heartbeat"
+            deadline = time.monotonic() + 60
+            while not stack.redis().zcard(beat) and time.monotonic() < deadline:
+                time.sleep(0.2)
+        else:
             stack.worker.terminate()
             stack.worker.wait(30)
         worker = psutil.Process(stack.worker.pid) if pushes else None
