@@ -48,6 +48,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--rate", type=float, default=0, help="messages per second (0: all at once, a backlog)"
     )
+    parser.add_argument("--worker-log-level", default="WARNING", help="the worker's LOG_LEVEL")
     parser.add_argument("--py-spy", default="", help="write a py-spy profile of the worker here")
     return parser.parse_args()
 
@@ -74,7 +75,8 @@ def main() -> None:
         "PUSH_GRACE_SECONDS": "0",
         "NOTIFICATIONS_PUSH_DELAY_SECONDS": str(args.push_delay),
         "NOTIFICATIONS_PUSH_BACKEND": "notifications.backends.DelayedLoggingPushBackend",
-        "LOG_LEVEL": "WARNING",  # the logging backends log every push at INFO
+        # WARNING by default: the logging backends log every push at INFO.
+        "LOG_LEVEL": args.worker_log_level,
     }
     service, origin = None, ""
     try:
