@@ -163,6 +163,7 @@ def _insert_messages(room_id: int, sender_id: int, start: int, count: int) -> No
     from django.db import transaction
 
     from chat.models import Message
+    from notifications import queue
     from notifications.models import PushOutbox
 
     with transaction.atomic():
@@ -181,6 +182,7 @@ def _insert_messages(room_id: int, sender_id: int, start: int, count: int) -> No
                 .values_list("pk", flat=True)[:count]
             )
         PushOutbox.objects.bulk_create([PushOutbox(message_id=m) for m in ids], batch_size=1000)
+    queue.relay_nudge()  # as message_send does after its commit: the relay need not poll
 
 
 def _measure(
