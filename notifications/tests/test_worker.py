@@ -111,7 +111,10 @@ def test_a_worker_killed_mid_batch_and_restarted_pushes_everything_exactly_once(
         if second.poll() is None:
             second.kill()
     # The project's client answers bytes (django-redis, chatproject.redis_client).
-    counted = Counter(entry.decode() for entry in redis.lrange(count_key, 0, -1))
+    counted = Counter(
+        entry.decode() if isinstance(entry, bytes) else entry
+        for entry in redis.lrange(count_key, 0, -1)
+    )
     assert counted == Counter({f"{message_id}:{phone.pk}": 1 for message_id in ids})
     statuses = Counter(PushDelivery.objects.values_list("status", flat=True))
     # Claimed by the killed worker and answered by nobody: recorded as such, never resent.
