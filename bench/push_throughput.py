@@ -25,6 +25,7 @@ Numbers only, no assertions: the machine's load moves them.
 
 import argparse
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -218,7 +219,7 @@ def _measure(
         double = psutil.Process(service.pid) if service is not None else None
         if args.py_spy:
             spy = subprocess.Popen(
-                ["py-spy", "record", "-p", str(worker.pid), "-o", args.py_spy]
+                [_py_spy(), "record", "-p", str(worker.pid), "-o", args.py_spy]
                 + ["-f", "speedscope", "-r", "50", "--nonblocking"],
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
@@ -274,6 +275,10 @@ def _measure(
             f"the double decrypted {counted} pushes, its CPU {double_cpu / total * 1e6:.0f} us/push"
         )
     return lines
+
+
+def _py_spy() -> str:
+    return shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
 
 
 def _wait_for(predicate: Any, seconds: float, what: str) -> None:
