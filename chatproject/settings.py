@@ -212,6 +212,8 @@ LOGGING = {
     "loggers": {
         "django.channels.server": {"level": "WARNING"},
         "daphne": {"level": "WARNING"},
+        # saq logs three lines per job (enqueuing, processing, finished): one push message.
+        "saq": {"level": os.environ.get("SAQ_LOG_LEVEL", "WARNING")},
     },
 }
 

@@ -14,6 +14,7 @@ import random
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any, NamedTuple
 
 from django.db import transaction
 from django.db.models import Case, F, IntegerField, QuerySet, Value, When
@@ -48,6 +49,32 @@ class ReadyPush:
     target: PushTarget
     message: PushMessage
     message_created_at: float | None  # epoch seconds, for the latency histogram
+
+
+class _Pending(NamedTuple):
+    """A pending delivery and its device, read as plain values: the hot path builds no ORM
+    objects per push."""
+
+    pk: int
+    message_id: int | None
+    device_id: int
+    user_id: int
+    active: bool
+    kind: str
+    address: str
+    keys: Any
+
+
+_PENDING_FIELDS = (
+    "pk",
+    "message_id",
+    "device_id",
+    "device__user_id",
+    "device__active",
+    "device__kind",
+    "device__address",
+    "device__keys",
+)
 
 
 @dataclass(frozen=True)
@@ -146,12 +173,12 @@ def _prepare(
     read_upto: dict[tuple[int, int], int] | None = None,
 ) -> list[ReadyPush]:
     """Check, claim and build the pushes of these pending rows (of messages, or badge rows)."""
-    pending = list(rows.select_related("device"))
+    pending = [_Pending(*values) for values in rows.values_list(*_PENDING_FIELDS)]
     if not pending:
         return []
-    inactive = [row.pk for row in pending if not row.device.active]
+    inactive = [row.pk for row in pending if not row.active]
     _skip(inactive, Reason.INACTIVE)
-    pending = [row for row in pending if row.device.active]
+    pending = [row for row in pending if row.active]
     if messages:
         pending = _without_skipped(pending, messages, read_upto)
     if not pending:
@@ -160,24 +187,24 @@ def _prepare(
     # nothing claimed yet.
     badges = {
         user_id: unread_counts().counts(user_id, []).total
-        for user_id in {row.device.user_id for row in pending}
+        for user_id in {row.user_id for row in pending}
     }
     claimed = _claim(pending, badges)
     ready = []
     for row in pending:
         if row.pk not in claimed:
             continue  # another run of this job took it
-        badge = badges[row.device.user_id]
+        badge = badges[row.user_id]
         message = messages.get(row.message_id or 0) if messages else None
         ready.append(
             ReadyPush(
                 delivery_id=row.pk,
                 attempt=claimed[row.pk],
                 target=PushTarget(
-                    device_id=row.device.pk,
-                    kind=row.device.kind,
-                    address=row.device.address,
-                    keys=dict(row.device.keys or {}),
+                    device_id=row.device_id,
+                    kind=row.kind,
+                    address=row.address,
+                    keys=dict(row.keys or {}),
                 ),
                 message=_chat_push(message, badge) if message else _badge_push(badge),
                 message_created_at=message.created_at.timestamp() if message else None,
@@ -187,13 +214,13 @@ def _prepare(
 
 
 def _without_skipped(
-    pending: list[PushDelivery],
+    pending: list[_Pending],
     messages: dict[int, Message],
     read_upto: dict[tuple[int, int], int] | None,
-) -> list[PushDelivery]:
+) -> list[_Pending]:
     """Drop (and record) the deliveries whose user read the message, views the room or muted it."""
     rooms = {message.room_id for message in messages.values()}
-    users = {row.device.user_id for row in pending}
+    users = {row.user_id for row in pending}
     if read_upto is None:
         read_upto = {
             (room_id, user_id): upto
@@ -212,10 +239,10 @@ def _without_skipped(
     kept = []
     for row in pending:
         message = messages[row.message_id or 0]
-        user = (message.room_id, row.device.user_id)
+        user = (message.room_id, row.user_id)
         if user not in read_upto:
             reason = Reason.READ  # left the room: nothing of it is theirs to read any more
-        elif row.device.user_id in viewing[message.room_id]:
+        elif row.user_id in viewing[message.room_id]:
             reason = Reason.VIEWING
         elif read_upto[user] >= message.pk:
             reason = Reason.READ
@@ -246,7 +273,7 @@ def _skip(ids: list[int], reason: str) -> None:
     metrics.PUSH_SKIPPED.labels(reason).inc(skipped)
 
 
-def _claim(pending: list[PushDelivery], badges: dict[int, int]) -> dict[int, int]:
+def _claim(pending: list[_Pending], badges: dict[int, int]) -> dict[int, int]:
     """Claim these pending deliveries for this run, recording the badge each will carry:
     {id: attempt number} of those it got. The UPDATE is the atomic step; the token tells this
     run's rows from those another run claimed at the same moment."""
@@ -254,7 +281,7 @@ def _claim(pending: list[PushDelivery], badges: dict[int, int]) -> dict[int, int
     now = timezone.now()
     devices_of: dict[int, list[int]] = {}
     for row in pending:
-        devices_of.setdefault(badges[row.device.user_id], []).append(row.device_id)
+        devices_of.setdefault(badges[row.user_id], []).append(row.device_id)
     badge = Case(
         *[When(device_id__in=ids, then=Value(count)) for count, ids in devices_of.items()],
         output_field=IntegerField(),

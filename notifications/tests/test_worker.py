@@ -7,7 +7,7 @@ import sys
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import pytest
 from django.conf import settings
@@ -17,7 +17,9 @@ from chat.services import message_send
 from chat.tests.helpers import make_room, make_user
 from chatproject.redis_client import prefixed, redis_connection
 from notifications import queue
-from notifications.models import PushDelivery
+from notifications.models import Device, PushDelivery
+from notifications.tests.doubles.fixtures import VapidKeys
+from notifications.tests.doubles.webpush import WebPushService
 from notifications.tests.helpers import make_device
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
@@ -32,7 +34,13 @@ def _database_url() -> str:
     return f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
 
 
-def _spawn(count_key: str, delay: float, concurrency: int, log: Path) -> subprocess.Popen[bytes]:
+def _spawn(
+    count_key: str,
+    delay: float,
+    concurrency: int,
+    log: Path,
+    extra_env: dict[str, str] | None = None,
+) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "notifications.tests.worker_settings",
@@ -43,6 +51,7 @@ def _spawn(count_key: str, delay: float, concurrency: int, log: Path) -> subproc
         "PUSH_COUNT_KEY": count_key,
         "PUSH_COUNT_DELAY": str(delay),
         "LOG_LEVEL": "INFO",
+        **(extra_env or {}),
     }
     with open(log, "ab") as out:
         return subprocess.Popen(
@@ -102,10 +111,70 @@ def test_a_worker_killed_mid_batch_and_restarted_pushes_everything_exactly_once(
         if second.poll() is None:
             second.kill()
     # The project's client answers bytes (django-redis, chatproject.redis_client).
-    entries = cast(list[bytes], redis.lrange(count_key, 0, -1))
-    counted = Counter(entry.decode() for entry in entries)
+    counted = Counter(
+        entry.decode() if isinstance(entry, bytes) else entry
+        for entry in redis.lrange(count_key, 0, -1)
+    )
     assert counted == Counter({f"{message_id}:{phone.pk}": 1 for message_id in ids})
     statuses = Counter(PushDelivery.objects.values_list("status", flat=True))
     # Claimed by the killed worker and answered by nobody: recorded as such, never resent.
+    assert statuses == {"sent": 16, "sending": 4}
+    assert "push worker stopped" in log.read_text()
+
+
+def test_a_webpush_worker_killed_mid_batch_and_restarted_delivers_each_push_once(
+    tmp_path: Path, webpush_service: WebPushService, vapid_keys: VapidKeys
+) -> None:
+    """The same drill with the real WebPushBackend: counted at the Web Push double, which
+    checks each push's VAPID token and decrypts its payload with the browser's key."""
+    alice, bob = make_user("alice"), make_user("bob")
+    room = make_room("general", [alice, bob])
+    subscription = webpush_service.subscribe()
+    browser = Device.objects.create(
+        user=bob,
+        kind="webpush",
+        address=subscription.endpoint,
+        keys={"p256dh": subscription.p256dh, "auth": subscription.auth},
+    )
+    ids = [
+        message_send(
+            sender_id=alice.pk, room_id=room.pk, body=f"m{n}", client_message_id=f"c{n}"
+        ).message.pk
+        for n in range(20)
+    ]
+    env = {
+        "NOTIFICATIONS_PUSH_BACKEND": "notifications.webpush.WebPushBackend",
+        "WEBPUSH_VAPID_PRIVATE_KEY": vapid_keys.private_key,
+        "WEBPUSH_VAPID_SUBJECT": "mailto:push-tests@example.com",
+    }
+    log = tmp_path / "worker.log"
+    unused = prefixed("tests", "unused")
+
+    # The service holds its answers 20 s: kill the worker while the first four wait.
+    webpush_service.delay_seconds = 20
+    first = _spawn(unused, delay=0, concurrency=4, log=log, extra_env=env)
+    try:
+        _wait_for(lambda: len(webpush_service.pushes) >= 4, 60, "the first pushes arrived")
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait(10)
+    assert len(webpush_service.pushes) == 4
+
+    webpush_service.delay_seconds = 0
+    second = _spawn(unused, delay=0, concurrency=4, log=log, extra_env=env)
+    try:
+        _wait_for(lambda: len(webpush_service.pushes) >= 20, 60, "every message was pushed")
+        _wait_for(lambda: queue.queue_depth() == 0, 60, "the swept jobs ran again")
+        second.send_signal(signal.SIGTERM)
+        assert second.wait(30) == 0, log.read_text()[-3000:]
+    finally:
+        if second.poll() is None:
+            second.kill()
+    counted = Counter(
+        (push.subscription_id, push.payload["messageId"]) for push in webpush_service.pushes
+    )
+    assert counted == Counter({(subscription.id, message_id): 1 for message_id in ids})
+    assert {push.payload["type"] for push in webpush_service.pushes} == {"chat-message"}
+    statuses = Counter(PushDelivery.objects.filter(device=browser).values_list("status", flat=True))
     assert statuses == {"sent": 16, "sending": 4}
     assert "push worker stopped" in log.read_text()

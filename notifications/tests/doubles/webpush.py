@@ -5,8 +5,9 @@ private half, and hands out what `PushSubscription.toJSON()` would (endpoint, p2
 Each push must carry a valid `vapid t=<JWT>, k=<key>` Authorization (ES256 signature checked
 against the expected public key, `aud` = this service's origin, `exp` within 24 h, a `sub`), a
 TTL and an aes128gcm body, which is decrypted with the subscription's private key and recorded
-beside its TTL, Urgency and Topic. What it answers is set per service or per subscription: 201,
-410, 404, 429 with Retry-After, 500, ... and `delay_seconds` makes every answer slow.
+on arrival, beside its TTL, Urgency and Topic. What it answers is set per service or per
+subscription: 201, 410, 404, 429 with Retry-After, 500, ... and `delay_seconds` makes every
+answer slow (the push is recorded when it arrives, answered `delay_seconds` later).
 
 Run it in its own process for benchmarks: `python -m notifications.tests.doubles.webpush`.
 """
@@ -14,6 +15,7 @@ Run it in its own process for benchmarks: `python -m notifications.tests.doubles
 import argparse
 import asyncio
 import base64
+import contextlib
 import json
 import os
 import ssl
@@ -121,6 +123,7 @@ class WebPushService:
         self._changed = threading.Condition()
         self._thread = LoopThread("webpush-double")
         self._runner: web.AppRunner | None = None
+        self._closing: asyncio.Event | None = None
         self.port = 0
 
     @property
@@ -180,6 +183,7 @@ class WebPushService:
         self.stop()
 
     async def _serve(self, port: int = 0) -> None:
+        self._closing = asyncio.Event()
         app = web.Application()
         app.router.add_post("/push/{sid}", self._push)
         app.router.add_post("/_subscribe", self._subscribe_over_http)
@@ -192,6 +196,8 @@ class WebPushService:
         self.port = self._runner.addresses[0][1]
 
     async def _shutdown(self) -> None:
+        if self._closing is not None:
+            self._closing.set()
         if self._runner is not None:
             await self._runner.cleanup()
 
@@ -204,9 +210,14 @@ class WebPushService:
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
         try:
-            if self.delay_seconds:
-                await asyncio.sleep(self.delay_seconds)
-            return await self._answer(request)
+            # Recorded on arrival, answered after the delay: a sender killed while it waits
+            # has pushed what was recorded, as with a real service.
+            response = await self._answer(request)
+            if self.delay_seconds and self._closing is not None:
+                # Cut short when the service stops, so a long delay never holds the shutdown.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._closing.wait(), self.delay_seconds)
+            return response
         finally:
             self.in_flight -= 1
 
