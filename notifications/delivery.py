@@ -2,11 +2,13 @@
 
 Synchronous ORM code; the worker's jobs call it through `sync_to_async`. Every push is a
 `PushDelivery` row, created pending, checked (read meanwhile? viewing? muted?), then claimed
-with one conditional UPDATE (pending -> sending) before the backend is called: a job that runs
-twice (a sweep after a crash, a relay that queued a message again) finds the row no longer
-pending and sends nothing. So each (message, device) is pushed at most once; a worker killed
-between the claim and the service's answer leaves the row `sending`, and `notifications.upkeep`
-marks it failed ("outcome unknown") after STALE_CLAIM_SECONDS rather than risk a second push.
+with one conditional UPDATE (pending -> sending) when a send slot is free, just before the
+backend is called (`deliveries_claim`, batched across jobs): a job that runs twice (a sweep
+after a crash, a relay that queued a message again) finds the row no longer pending and sends
+nothing. So each (message, device) is pushed at most once. A worker killed mid-batch leaves
+its unclaimed rows pending, and the re-run of its job sends them; only the pushes in flight at
+that moment stay `sending`, and `notifications.upkeep` marks them failed ("outcome unknown")
+after STALE_CLAIM_SECONDS rather than risk a second push.
 """
 
 import logging
@@ -42,13 +44,13 @@ BODY_PREVIEW = 200
 
 @dataclass(frozen=True)
 class ReadyPush:
-    """A claimed delivery, ready for its backend."""
+    """A checked delivery, ready for its backend once claimed (`attempt` is then set)."""
 
     delivery_id: int
-    attempt: int
     target: PushTarget
     message: PushMessage
     message_created_at: float | None  # epoch seconds, for the latency histogram
+    attempt: int = 0
 
 
 class _Pending(NamedTuple):
@@ -172,7 +174,7 @@ def _prepare(
     messages: dict[int, Message] | None = None,
     read_upto: dict[tuple[int, int], int] | None = None,
 ) -> list[ReadyPush]:
-    """Check, claim and build the pushes of these pending rows (of messages, or badge rows)."""
+    """Check and build the pushes of these pending rows (of messages, or badge rows)."""
     pending = [_Pending(*values) for values in rows.values_list(*_PENDING_FIELDS)]
     if not pending:
         return []
@@ -183,23 +185,18 @@ def _prepare(
         pending = _without_skipped(pending, messages, read_upto)
     if not pending:
         return []
-    # Read before the claim: if Redis is down this raises and the job is retried, with
-    # nothing claimed yet.
+    # Read before anything is claimed: if Redis is down this raises and the job is retried.
     badges = {
         user_id: unread_counts().counts(user_id, []).total
         for user_id in {row.user_id for row in pending}
     }
-    claimed = _claim(pending, badges)
     ready = []
     for row in pending:
-        if row.pk not in claimed:
-            continue  # another run of this job took it
         badge = badges[row.user_id]
         message = messages.get(row.message_id or 0) if messages else None
         ready.append(
             ReadyPush(
                 delivery_id=row.pk,
-                attempt=claimed[row.pk],
                 target=PushTarget(
                     device_id=row.device_id,
                     kind=row.kind,
@@ -273,20 +270,21 @@ def _skip(ids: list[int], reason: str) -> None:
     metrics.PUSH_SKIPPED.labels(reason).inc(skipped)
 
 
-def _claim(pending: list[_Pending], badges: dict[int, int]) -> dict[int, int]:
-    """Claim these pending deliveries for this run, recording the badge each will carry:
-    {id: attempt number} of those it got. The UPDATE is the atomic step; the token tells this
-    run's rows from those another run claimed at the same moment."""
+def deliveries_claim(pushes: list[ReadyPush]) -> list[int | None]:
+    """Claim these pending deliveries for this run, recording the badge each will carry: the
+    attempt number of each push claimed, None where another run (or an earlier entry of this
+    list) has it. The UPDATE is the atomic step; the token tells this run's rows from those
+    another run claimed at the same moment."""
     token = uuid.uuid4().hex
     now = timezone.now()
-    devices_of: dict[int, list[int]] = {}
-    for row in pending:
-        devices_of.setdefault(badges[row.user_id], []).append(row.device_id)
+    ids_of_badge: dict[int, list[int]] = {}
+    for push in pushes:
+        ids_of_badge.setdefault(push.message.payload["badge"], []).append(push.delivery_id)
     badge = Case(
-        *[When(device_id__in=ids, then=Value(count)) for count, ids in devices_of.items()],
+        *[When(pk__in=ids, then=Value(count)) for count, ids in ids_of_badge.items()],
         output_field=IntegerField(),
     )
-    ids = [row.pk for row in pending]
+    ids = [push.delivery_id for push in pushes]
     PushDelivery.objects.filter(pk__in=ids, status=Status.PENDING).update(
         status=Status.SENDING,
         attempts=F("attempts") + 1,
@@ -295,9 +293,11 @@ def _claim(pending: list[_Pending], badges: dict[int, int]) -> dict[int, int]:
         claim_token=token,
         badge=badge,
     )
-    return dict(
+    attempts = dict(
         PushDelivery.objects.filter(pk__in=ids, claim_token=token).values_list("pk", "attempts")
     )
+    # A delivery asked for twice in one batch (a job running twice) is sent by the first only.
+    return [attempts.pop(push.delivery_id, None) for push in pushes]
 
 
 def _chat_push(message: Message, badge: int) -> PushMessage:

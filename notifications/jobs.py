@@ -10,6 +10,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from typing import Any, Generic, TypeVar
 
 from channels.db import DatabaseSyncToAsync
@@ -92,6 +93,7 @@ class Sender:
         self.queue = push_queue
         self.slots = asyncio.Semaphore(concurrency)
         self.plan_message: Batcher[int, list[delivery.ReadyPush]] = Batcher(_plan_messages)
+        self.claim: Batcher[delivery.ReadyPush, int | None] = Batcher(delivery.deliveries_claim)
         self.settle: Batcher[tuple[delivery.ReadyPush, PushOutcome], delivery.Settled] = Batcher(
             delivery.deliveries_settle
         )
@@ -102,7 +104,13 @@ class Sender:
         await asyncio.gather(*(self._send(push) for push in pushes))
 
     async def _send(self, push: delivery.ReadyPush) -> None:
+        # Claimed only once a slot is free: a worker killed mid-batch leaves the rest pending
+        # for the re-run of its job, not claimed and never sent.
         async with self.slots:
+            attempt = await self.claim(push)
+            if attempt is None:
+                return  # another run of this job has it
+            push = replace(push, attempt=attempt)
             outcome = await self._outcome(push)
         settled = await self.settle((push, outcome))
         if settled.status == delivery.Status.SENT:

@@ -122,6 +122,48 @@ def test_a_worker_killed_mid_batch_and_restarted_pushes_everything_exactly_once(
     assert "push worker stopped" in log.read_text()
 
 
+def test_a_message_to_many_devices_killed_mid_batch_sends_the_rest_after_restart(
+    tmp_path: Path,
+) -> None:
+    """One message, ten devices, two sends at a time: the killed worker had claimed only the two
+    in flight, so the swept job's re-run sends the other eight, and nothing twice."""
+    alice = make_user("alice")
+    people = [make_user(f"member{n}") for n in range(10)]
+    room = make_room("general", [alice, *people])
+    devices = [make_device(person) for person in people]
+    message_id = message_send(
+        sender_id=alice.pk, room_id=room.pk, body="to everyone", client_message_id="c1"
+    ).message.pk
+    redis = redis_connection()
+    count_key = prefixed("tests", "pushed")
+    log = tmp_path / "worker.log"
+
+    first = _spawn(count_key, delay=30, concurrency=2, log=log)
+    try:
+        _wait_for(lambda: redis.llen(count_key) >= 2, 60, "the first pushes arrived")
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait(10)
+    assert PushDelivery.objects.filter(status="pending").count() == 8
+
+    second = _spawn(count_key, delay=0, concurrency=2, log=log)
+    try:
+        _wait_for(lambda: redis.llen(count_key) >= 10, 60, "every device was pushed")
+        _wait_for(lambda: queue.queue_depth() == 0, 60, "the swept job ran again")
+        second.send_signal(signal.SIGTERM)
+        assert second.wait(30) == 0, log.read_text()[-3000:]
+    finally:
+        if second.poll() is None:
+            second.kill()
+    counted = Counter(
+        entry.decode() if isinstance(entry, bytes) else entry
+        for entry in redis.lrange(count_key, 0, -1)
+    )
+    assert counted == Counter({f"{message_id}:{device.pk}": 1 for device in devices})
+    statuses = Counter(PushDelivery.objects.values_list("status", flat=True))
+    assert statuses == {"sent": 8, "sending": 2}
+
+
 def test_a_webpush_worker_killed_mid_batch_and_restarted_delivers_each_push_once(
     tmp_path: Path, webpush_service: WebPushService, vapid_keys: VapidKeys
 ) -> None:
