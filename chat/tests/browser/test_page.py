@@ -448,22 +448,27 @@ def test_notifications_opt_in_and_the_service_worker(browsing: Browsing) -> None
         "body": "hello",
         "badge": 3,
     }
-    cdp.send(
-        "ServiceWorker.deliverPushMessage",
-        {
-            "origin": browsing.live.base_url,
-            "registrationId": registrations[0],
-            "data": json.dumps(payload),
-        },
-    )
     shown = """async () => (await (await navigator.serviceWorker.ready).getNotifications())
         .map((n) => ({title: n.title, body: n.body, roomId: n.data.roomId}))"""
-    deadline = time.monotonic() + WAIT_MS / 1000
     notifications: list[Any] = []
-    while not notifications and time.monotonic() < deadline:
-        notifications = page.evaluate(shown)
-        if not notifications:
-            page.wait_for_timeout(100)
+    # A push delivered while the worker is still activating can be dropped by DevTools; the
+    # notification's tag is the room's, so delivering it again replaces rather than adds.
+    for _ in range(3):
+        cdp.send(
+            "ServiceWorker.deliverPushMessage",
+            {
+                "origin": browsing.live.base_url,
+                "registrationId": registrations[0],
+                "data": json.dumps(payload),
+            },
+        )
+        deadline = time.monotonic() + 5
+        while not notifications and time.monotonic() < deadline:
+            notifications = page.evaluate(shown)
+            if not notifications:
+                page.wait_for_timeout(100)
+        if notifications:
+            break
     assert notifications == [{"title": "bob in general", "body": "hello", "roomId": 7}]
     assert browsing.errors == []
 
