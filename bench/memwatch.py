@@ -201,7 +201,12 @@ def structures() -> dict[str, object]:
             if isinstance(v, (dict, set, list)) and k not in ("channels", "groups", "_shards"):
                 entry[k] = len(v)
         out[f"layer{i}"] = entry
-    loops = [obj for obj in gc.get_objects() if isinstance(obj, asyncio.AbstractEventLoop)]
+    # type(), never isinstance(): gc also holds lazily loaded modules (importlib.util's
+    # LazyLoader), and isinstance() reads their __class__, which imports them (numpy, a few
+    # MiB) in the middle of the measurement.
+    loops = [
+        obj for obj in gc.get_objects() if issubclass(type(obj), asyncio.AbstractEventLoop)
+    ]
     for i, loop in enumerate(loops):
         try:
             out[f"loop{i}_tasks"] = len(asyncio.all_tasks(loop))
@@ -281,7 +286,10 @@ class _Tracer:
                 lines.append(f"{delta:+8d} {key} ({self.types.get(key, 0)} -> {types[key]})")
         if self.snapshot is not None:
             assert isinstance(self.snapshot, tracemalloc.Snapshot)
-            ignore = [tracemalloc.Filter(False, tracemalloc.__file__)]
+            ignore = [
+                tracemalloc.Filter(False, tracemalloc.__file__),
+                tracemalloc.Filter(False, __file__),  # this diagnostic's own histograms
+            ]
             stats = after.filter_traces(ignore).compare_to(
                 self.snapshot.filter_traces(ignore), "traceback"
             )
