@@ -204,9 +204,7 @@ def structures() -> dict[str, object]:
     # type(), never isinstance(): gc also holds lazily loaded modules (importlib.util's
     # LazyLoader), and isinstance() reads their __class__, which imports them (numpy, a few
     # MiB) in the middle of the measurement.
-    loops = [
-        obj for obj in gc.get_objects() if issubclass(type(obj), asyncio.AbstractEventLoop)
-    ]
+    loops = [obj for obj in gc.get_objects() if issubclass(type(obj), asyncio.AbstractEventLoop)]
     for i, loop in enumerate(loops):
         try:
             out[f"loop{i}_tasks"] = len(asyncio.all_tasks(loop))
@@ -222,9 +220,7 @@ def structures() -> dict[str, object]:
     try:
         from chat import live
 
-        out["live"] = {
-            str(id(k)): len(v.connections) for k, v in list(live._loops.items())
-        }
+        out["live"] = {str(id(k)): len(v.connections) for k, v in list(live._loops.items())}
     except Exception as error:  # diagnostics only: never break the server
         out["live"] = repr(error)
     try:
