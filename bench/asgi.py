@@ -22,6 +22,8 @@ if os.environ.get("BENCH_GC_FREEZE"):
 if os.environ.get("BENCH_MEMWATCH"):
     from bench import memwatch
 
+    if os.environ.get("BENCH_TRACEMALLOC"):
+        memwatch.start_tracing()
     memwatch.start(os.environ["BENCH_MEMWATCH"])
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402

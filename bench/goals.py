@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import cpu, report
+from bench import cpu, memwatch, report
 from bench.phases import P99_LIMIT_MS, Bench
 from bench.stack import RssSampler
 from bench.stats import latencies, sends_in, summarize
@@ -104,11 +104,18 @@ def _soak(args: Any, bench: Bench, sampler: RssSampler) -> dict[str, Any]:
     senders, rooms = bench.load_senders()
     print(f"soak: 60 s warm-up, then {args.soak_seconds:.0f} s at {args.soak_rate:.0f} msg/s")
     bench.settle()
-    bench.open_loop(senders, args.soak_rate, 60.0, churn_every=2.0, churn_count=2)
+    churn = {"churn_every": args.soak_churn_every, "churn_count": args.soak_churn_count}
+    bench.open_loop(senders, args.soak_rate, 60.0, **churn)
+    tracing = bool(os.environ.get("BENCH_TRACEMALLOC"))
+    if tracing:
+        _trace_mark(bench, "start")
     before = bench.cpu_snapshot()
-    window = bench.run_soak(args.soak_rate, args.soak_seconds, warmup=0.0)
+    window = bench.run_soak(args.soak_rate, args.soak_seconds, warmup=0.0, **churn)
     time.sleep(2.0)
     bench.settle()
+    if tracing:
+        # After the settle: the end snapshot sees what stays, not what is still in flight.
+        _trace_mark(bench, "end")
     after = bench.cpu_snapshot()
     sent = len(sends_in(bench.sent, rooms, window))
     badges = latencies(bench.samples, "badge", rooms=rooms, window=window)
@@ -143,6 +150,18 @@ def _soak(args: Any, bench: Bench, sampler: RssSampler) -> dict[str, Any]:
         ),
         "met": growth < 5 if args.soak_seconds >= 590 else None,
     }
+
+
+def _trace_mark(bench: Bench, name: str) -> None:
+    """BENCH_TRACEMALLOC=1: have every daphne's memwatch take its snapshot (bench/memwatch.py);
+    wait until they all did (the end snapshot writes `tracemalloc-<pid>.txt`)."""
+    memwatch.mark(bench.stack.logs, name)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        if len(memwatch.marks_done(bench.stack.logs, name)) >= len(bench.stack.ports):
+            return
+        time.sleep(0.5)
+    print(f"tracemalloc: not every daphne answered the {name!r} mark")
 
 
 def _memwatch(directory: Path, window: tuple[int, int], t0: int) -> dict[str, Any]:

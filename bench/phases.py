@@ -315,11 +315,20 @@ class Bench:
         self.collect()
         return self._spy_done(spy)
 
-    def run_soak(self, rate: float, seconds: float, warmup: float) -> tuple[int, int]:
+    def run_soak(
+        self,
+        rate: float,
+        seconds: float,
+        warmup: float,
+        churn_every: float = 2.0,
+        churn_count: int = 2,
+    ) -> tuple[int, int]:
         senders, _ = self.load_senders()
         self.settle()
         self.open_loop(senders, rate, warmup)
-        window = self.open_loop(senders, rate, seconds, churn_every=2.0, churn_count=2)
+        window = self.open_loop(
+            senders, rate, seconds, churn_every=churn_every, churn_count=churn_count
+        )
         time.sleep(1.0)
         self.collect()
         return window

@@ -38,6 +38,15 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--fanout-messages", type=int, default=5)
     p.add_argument("--soak-seconds", type=float, default=60.0)
     p.add_argument("--soak-rate", type=float, default=50.0)
+    p.add_argument(
+        "--soak-churn-every", type=float, default=2.0, help="s between reconnects (soak)"
+    )
+    p.add_argument(
+        "--soak-churn-count",
+        type=int,
+        default=2,
+        help="connections each client process closes and reopens per turn (soak)",
+    )
     p.add_argument("--baseline-messages", type=int, default=20)
     p.add_argument("--compare-rooms", type=int, default=4)
     p.add_argument("--compare-members", type=int, default=6)

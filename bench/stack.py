@@ -65,7 +65,7 @@ class Stack:
 
     def start(self) -> None:
         self.logs.mkdir(parents=True, exist_ok=True)
-        for stale in self.logs.glob("memwatch-*.jsonl"):
+        for stale in [*self.logs.glob("memwatch-*.jsonl"), *self.logs.glob("tracemalloc-*")]:
             stale.unlink()
         self.redis_given = bool(os.environ.get("REDIS_URL"))
         self.redis_url = redis_url_from_environment()  # embedded unless REDIS_URL is set

@@ -88,7 +88,13 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             return
         live.connection_closed(self)
         if self.presence_task is not None:
+            # Drop the reference too: a cancelled task keeps its CancelledError, whose traceback
+            # holds `_keep_presence`'s frame and so `self`. Kept here, that is a reference cycle
+            # (consumer -> task -> traceback -> consumer) that takes the whole connection (scope,
+            # daphne's protocol, queues) with it until the collector's next *full* collection:
+            # the soak's growing sawtooth (bench/REPORT.md). Without it, refcounting frees them.
             self.presence_task.cancel()
+            self.presence_task = None
         await self.channel_layer.group_discard(user_group(self.user_id), self.channel_name)
         for room_id in list(self.viewing):
             await self.channel_layer.group_discard(room_group(room_id), self.channel_name)
