@@ -72,6 +72,39 @@ def _wait_for(predicate: Any, seconds: float, what: str) -> None:
     raise AssertionError(f"{what} within {seconds} s")
 
 
+def _kill_once_pushed(count_key: str, pushed: int, concurrency: int, log: Path) -> None:
+    """A worker whose pushes take 30 s, SIGKILLed once `pushed` of them reached the service
+    (received there, not yet acknowledged to the worker)."""
+    first = _spawn(count_key, delay=30, concurrency=concurrency, log=log)
+    try:
+        _wait_for(lambda: redis_connection().llen(count_key) >= pushed, 60, "pushes arrived")
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait(10)
+
+
+def _restart_until_all_pushed(
+    count_key: str, total: int, concurrency: int, log: Path
+) -> Counter[str]:
+    """A second worker runs until `total` pushes were counted and the queue is empty (the killed
+    worker's jobs are swept back once their heartbeat is 2 s old, and run again), then stops on
+    SIGTERM. What the service counted, push by push."""
+    second = _spawn(count_key, delay=0, concurrency=concurrency, log=log)
+    try:
+        _wait_for(lambda: redis_connection().llen(count_key) >= total, 60, "everything pushed")
+        _wait_for(lambda: queue.queue_depth() == 0, 60, "the swept jobs ran again")
+        second.send_signal(signal.SIGTERM)
+        assert second.wait(30) == 0, log.read_text()[-3000:]
+    finally:
+        if second.poll() is None:
+            second.kill()
+    # The project's client answers bytes (django-redis, chatproject.redis_client).
+    return Counter(
+        entry.decode() if isinstance(entry, bytes) else entry
+        for entry in redis_connection().lrange(count_key, 0, -1)
+    )
+
+
 def test_a_worker_killed_mid_batch_and_restarted_pushes_everything_exactly_once(
     tmp_path: Path,
 ) -> None:
@@ -84,37 +117,14 @@ def test_a_worker_killed_mid_batch_and_restarted_pushes_everything_exactly_once(
         ).message.pk
         for n in range(20)
     ]
-    redis = redis_connection()
     count_key = prefixed("tests", "pushed")
     log = tmp_path / "worker.log"
 
-    # Four pushes at a time, each taking 30 s: kill the worker while the first four wait for
-    # their answers (received by the service, not acknowledged to the worker).
-    first = _spawn(count_key, delay=30, concurrency=4, log=log)
-    try:
-        _wait_for(lambda: redis.llen(count_key) >= 4, 60, "the first pushes arrived")
-    finally:
-        first.send_signal(signal.SIGKILL)
-        first.wait(10)
-    in_flight = set(redis.lrange(count_key, 0, -1))
-    assert len(in_flight) == 4
+    # Four pushes at a time: killed while the first four wait for their answers.
+    _kill_once_pushed(count_key, 4, concurrency=4, log=log)
+    assert redis_connection().llen(count_key) == 4
 
-    second = _spawn(count_key, delay=0, concurrency=4, log=log)
-    try:
-        _wait_for(lambda: redis.llen(count_key) >= 20, 60, "every message was pushed")
-        # The killed worker's four jobs are swept back once their heartbeat is 2 s old and
-        # run again; the queue is empty only after they did.
-        _wait_for(lambda: queue.queue_depth() == 0, 60, "the swept jobs ran again")
-        second.send_signal(signal.SIGTERM)
-        assert second.wait(30) == 0, log.read_text()[-3000:]
-    finally:
-        if second.poll() is None:
-            second.kill()
-    # The project's client answers bytes (django-redis, chatproject.redis_client).
-    counted = Counter(
-        entry.decode() if isinstance(entry, bytes) else entry
-        for entry in redis.lrange(count_key, 0, -1)
-    )
+    counted = _restart_until_all_pushed(count_key, 20, concurrency=4, log=log)
     assert counted == Counter({f"{message_id}:{phone.pk}": 1 for message_id in ids})
     statuses = Counter(PushDelivery.objects.values_list("status", flat=True))
     # Claimed by the killed worker and answered by nobody: recorded as such, never resent.
@@ -134,31 +144,13 @@ def test_a_message_to_many_devices_killed_mid_batch_sends_the_rest_after_restart
     message_id = message_send(
         sender_id=alice.pk, room_id=room.pk, body="to everyone", client_message_id="c1"
     ).message.pk
-    redis = redis_connection()
     count_key = prefixed("tests", "pushed")
     log = tmp_path / "worker.log"
 
-    first = _spawn(count_key, delay=30, concurrency=2, log=log)
-    try:
-        _wait_for(lambda: redis.llen(count_key) >= 2, 60, "the first pushes arrived")
-    finally:
-        first.send_signal(signal.SIGKILL)
-        first.wait(10)
+    _kill_once_pushed(count_key, 2, concurrency=2, log=log)
     assert PushDelivery.objects.filter(status="pending").count() == 8
 
-    second = _spawn(count_key, delay=0, concurrency=2, log=log)
-    try:
-        _wait_for(lambda: redis.llen(count_key) >= 10, 60, "every device was pushed")
-        _wait_for(lambda: queue.queue_depth() == 0, 60, "the swept job ran again")
-        second.send_signal(signal.SIGTERM)
-        assert second.wait(30) == 0, log.read_text()[-3000:]
-    finally:
-        if second.poll() is None:
-            second.kill()
-    counted = Counter(
-        entry.decode() if isinstance(entry, bytes) else entry
-        for entry in redis.lrange(count_key, 0, -1)
-    )
+    counted = _restart_until_all_pushed(count_key, 10, concurrency=2, log=log)
     assert counted == Counter({f"{message_id}:{device.pk}": 1 for device in devices})
     statuses = Counter(PushDelivery.objects.values_list("status", flat=True))
     assert statuses == {"sent": 8, "sending": 2}
