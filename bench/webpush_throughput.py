@@ -18,8 +18,6 @@ import argparse
 import asyncio
 import os
 import statistics
-import subprocess
-import sys
 import time
 from typing import Any
 
@@ -34,34 +32,13 @@ django.setup()
 
 from django.conf import settings  # noqa: E402
 
+from bench.push_throughput import start_webpush_double  # noqa: E402
 from notifications.backends import PushMessage, PushOutcome, PushTarget  # noqa: E402
 from notifications.vapid import vapid_key_pair_generate  # noqa: E402
 from notifications.webpush import WebPushBackend  # noqa: E402
 
 PRIVATE_KEY, PUBLIC_KEY = vapid_key_pair_generate()
 settings.WEBPUSH_VAPID_PRIVATE_KEY = PRIVATE_KEY
-
-
-def start_service(delay: float) -> tuple[subprocess.Popen[str], str]:
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "notifications.tests.doubles.webpush",
-            "--delay",
-            str(delay),
-            "--vapid-public-key",
-            PUBLIC_KEY,
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert process.stdout is not None
-    origin = process.stdout.readline().strip()
-    if not origin.startswith("http"):
-        process.kill()
-        raise RuntimeError("the Web Push double did not start")
-    return process, origin
 
 
 async def subscriptions(origin: str, count: int) -> list[PushTarget]:
@@ -115,7 +92,7 @@ async def run_once(
 
 
 async def main(args: argparse.Namespace) -> None:
-    process, origin = start_service(args.delay)
+    process, origin = start_webpush_double(args.delay, PUBLIC_KEY)
     service = psutil.Process(process.pid)
     try:
         targets = await subscriptions(origin, args.devices)

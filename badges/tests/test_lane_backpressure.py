@@ -49,6 +49,22 @@ async def _drain(client: Client) -> None:
         await client.receive()
 
 
+def _hold_lane(monkeypatch: pytest.MonkeyPatch) -> tuple[threading.Event, threading.Event]:
+    """Make the badge lane's receiver wait on its first event, so what comes behind backs up:
+    `entered` is set once it waits, setting `gate` lets it go on."""
+    lane = lanes._lanes[LANE]
+    entered, gate = threading.Event(), threading.Event()
+    receiver = lane.receiver
+
+    def held(*args: Any, **kwargs: Any) -> Any:
+        entered.set()
+        gate.wait(30)
+        return receiver(*args, **kwargs)
+
+    monkeypatch.setattr(lane, "receiver", held)
+    return entered, gate
+
+
 async def test_a_burst_past_the_lane_bound_is_batched_then_shed_and_ends_exact(
     settings: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -61,15 +77,7 @@ async def test_a_burst_past_the_lane_bound_is_batched_then_shed_and_ends_exact(
 
     # Hold the lane on its first event so the burst behind it backs up.
     lane = lanes._lanes[LANE]
-    entered, gate = threading.Event(), threading.Event()
-    receiver = lane.receiver
-
-    def held(*args: Any, **kwargs: Any) -> Any:
-        entered.set()
-        gate.wait(30)
-        return receiver(*args, **kwargs)
-
-    monkeypatch.setattr(lane, "receiver", held)
+    entered, gate = _hold_lane(monkeypatch)
     shed, coalesced = (
         _value(LANE_EVENTS_SHED.labels(LANE)),
         _value(LANE_EVENTS_COALESCED.labels(LANE)),
@@ -127,16 +135,7 @@ async def test_a_small_backlog_is_one_batch_with_every_frame_in_order(
     alice, bob = [await database_sync_to_async(make_user)(n) for n in "ab"]
     room = await database_sync_to_async(make_room)("room", [alice, bob])
     bob_client, _ = await connect_user(bob)
-    lane = lanes._lanes[LANE]
-    entered, gate = threading.Event(), threading.Event()
-    receiver = lane.receiver
-
-    def held(*args: Any, **kwargs: Any) -> Any:
-        entered.set()
-        gate.wait(30)
-        return receiver(*args, **kwargs)
-
-    monkeypatch.setattr(lane, "receiver", held)
+    entered, gate = _hold_lane(monkeypatch)
     # Two members a message: the batch of five goes to Redis and out in three chunks.
     monkeypatch.setattr(badge_services, "_MEMBER_UPDATES_PER_CALL", 4)
     coalesced = _value(LANE_EVENTS_COALESCED.labels(LANE))
