@@ -18,6 +18,10 @@ class ChatRoomUpdated(TypedDict):
     roomId: int
     lastMessage: MessageFrame
     unreadCount: int
+    # The user's version the count was read at (the same as the total frame that may follow):
+    # the frame is published from a lane, so it can reach a client after a newer snapshot,
+    # whose count for the room it must not overwrite.
+    version: int
 
 
 def total_unread_count_updated(

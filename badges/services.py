@@ -92,6 +92,7 @@ def badges_apply_message(event: MessageCreated) -> None:
             "roomId": room_id,
             "lastMessage": last_message,
             "unreadCount": badge.room_count,
+            "version": badge.version,
         }
         frames: list[object] = [room_updated]
         if badge.status is Status.CHANGED:
@@ -132,12 +133,15 @@ def _total_frame(badge: Badge, room_id: int) -> object:
 _MEMBER_UPDATES_PER_CALL = 2_000
 
 
-def _room_updated(room_id: int, last_message: MessageFrame, count: int) -> ChatRoomUpdated:
+def _room_updated(
+    room_id: int, last_message: MessageFrame, count: int, version: int
+) -> ChatRoomUpdated:
     return {
         "type": "chat-room-updated",
         "roomId": room_id,
         "lastMessage": last_message,
         "unreadCount": count,
+        "version": version,
     }
 
 
@@ -147,7 +151,8 @@ def _fresh_counts_frames(
     """A rebuilt user's counts for these rooms: each room's count, then one total frame, which
     carries the new version (a version is applied once, so one frame carries it)."""
     frames: list[object] = [
-        _room_updated(room_id, newest[room_id], state.rooms.get(room_id, 0)) for room_id in room_ids
+        _room_updated(room_id, newest[room_id], state.rooms.get(room_id, 0), state.version)
+        for room_id in room_ids
     ]
     last = room_ids[-1]
     badge = Badge(Status.CHANGED, state.rooms.get(last, 0), state.total, state.version)
@@ -194,7 +199,9 @@ def _apply_chunk(events: list[MessageCreated]) -> None:
             if badge.status is Status.MISSING:
                 missing.add(user_id)
                 continue
-            frames[user_id].append(_room_updated(room_id, last_message, badge.room_count))
+            frames[user_id].append(
+                _room_updated(room_id, last_message, badge.room_count, badge.version)
+            )
             if badge.status is Status.CHANGED:
                 frames[user_id].append(_total_frame(badge, room_id))
     if missing:

@@ -219,6 +219,9 @@ async def test_leave_room_reply_and_later_messages_count_again(ws: Connections) 
     assert frames["chat-room-updated"]["unreadCount"] == 1
     assert frames["total-unread-count-updated"]["totalUnreadCount"] == 1
     assert frames["total-unread-count-updated"]["roomUnreadCount"] == 1
+    # The room's count is the state of that version (the page orders it against snapshots).
+    version = frames["total-unread-count-updated"]["version"]
+    assert frames["chat-room-updated"]["version"] == version
     assert await b.nothing_more(QUIET), "a connection that left the room still gets its messages"
     viewed = [frame["message"]["id"] for frame in b.frames if frame["type"] == "chat-message"]
     assert viewed == [seen["messageId"]]
@@ -384,12 +387,14 @@ async def test_chat_room_updated_goes_to_every_connection_of_every_member(
     }
     for client, unread in ((a, 0), (b_viewing, 0), (b_elsewhere, 0), (c, 1)):
         updated = await client.receive_type("chat-room-updated")
+        version = updated.pop("version")
         assert updated == {
             "type": "chat-room-updated",
             "roomId": general.pk,
             "lastMessage": last_message,
             "unreadCount": unread,
         }
+        assert isinstance(version, int) and version > 0
     assert await d.nothing_more(QUIET), "a non-member got the room's frames"
 
 

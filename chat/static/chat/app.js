@@ -140,7 +140,7 @@ const handlers = {
     if (!rooms.setLastMessage(frame.roomId, frame.lastMessage)) {
       rooms.load().catch((error) => console.warn("chat: could not load rooms", error));
     }
-    badges.applyRoomCount(frame.roomId, frame.unreadCount);
+    badges.applyRoomCount(frame.roomId, frame.unreadCount, frame.version);
     const last = frame.lastMessage;
     if (last && last.senderId !== config.userId && frame.roomId !== room.roomId) {
       const sender = rooms.nameOf(last.senderId);

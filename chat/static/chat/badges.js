@@ -41,12 +41,19 @@ export class BadgeState {
     return true;
   }
 
-  // A room's own count (`chat-room-updated`, `joined-room`): it carries no version, and the
-  // total stays whatever the last versioned frame said.
-  applyRoomCount(roomId, count) {
-    if (!Number.isInteger(roomId) || !Number.isInteger(count)) return;
+  // A room's own count (`chat-room-updated`, `joined-room`); the total stays whatever the last
+  // versioned frame said. `chat-room-updated` carries the version its count was read at: it is
+  // published from the server's lane, so it can arrive after a newer snapshot (one sent when
+  // this connection opened, or again later), and an older count must not overwrite that
+  // snapshot's. The same version is the same state, so it applies (the versioned total frame
+  // that follows it is then still newer). A frame without a version (`joined-room`, the reply
+  // on this connection) applies as it comes.
+  applyRoomCount(roomId, count, version) {
+    if (!Number.isInteger(roomId) || !Number.isInteger(count)) return false;
+    if (Number.isInteger(version) && version < this.version) return false;
     this.rooms.set(roomId, count);
     this.onChange();
+    return true;
   }
 
   roomCount(roomId) {
