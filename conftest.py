@@ -36,12 +36,13 @@ def pytest_configure(config: pytest.Config) -> None:
 @pytest.fixture(autouse=True)
 def _clean_redis() -> Iterator[None]:
     """Each test starts with no keys of this run's prefix."""
+    from chat.tests.helpers import PATIENCE_S
     from chatproject import lanes
     from chatproject.redis_client import redis_connection
 
     yield
     # Let events of this test finish before its database and keys go away.
-    assert lanes.flush(10), "receiver lanes did not drain"
+    assert lanes.flush(PATIENCE_S), "receiver lanes did not drain"
     redis = redis_connection()
     keys = list(redis.scan_iter(match=f"{settings.REDIS_KEY_PREFIX}:*", count=1000))
     for start in range(0, len(keys), 500):

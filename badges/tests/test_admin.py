@@ -17,7 +17,14 @@ from badges import counters
 from badges.drift import compare_counts
 from chat.events import CLOSE_REVOKED
 from chat.models import Membership, Message, Room
-from chat.tests.helpers import close_quietly, connect_user, make_room, make_user, token_for
+from chat.tests.helpers import (
+    PATIENCE_S,
+    close_quietly,
+    connect_user,
+    make_room,
+    make_user,
+    token_for,
+)
 from chat.tests.test_revocation import close_code
 from chat.unread import room_badge
 from chatproject import lanes
@@ -40,7 +47,7 @@ def room_with_unread(name: str, members: list[Any], count: int) -> Room:
     room = make_room(name, members)
     for number in range(count):
         Message.objects.create(room=room, sender=members[0], body=f"{name} {number}")
-    assert lanes.flush(10), "receiver lanes did not drain"
+    assert lanes.flush(PATIENCE_S), "receiver lanes did not drain"
     return room
 
 

@@ -13,7 +13,7 @@ from badges import services as badge_services
 from badges.selectors import unread_counts_from_db
 from badges.services import badges_state
 from chat import services
-from chat.tests.helpers import Client, close_quietly, connect_user, make_room, make_user
+from chat.tests.helpers import PATIENCE_S, Client, close_quietly, connect_user, make_room, make_user
 from chatproject import lanes
 from chatproject.metrics import COUNTERS_REBUILT, LANE_EVENTS_COALESCED, LANE_EVENTS_SHED
 
@@ -152,7 +152,7 @@ async def test_a_small_backlog_is_one_batch_with_every_frame_in_order(
             await database_sync_to_async(send)(n)
     finally:
         gate.set()
-    assert await database_sync_to_async(lanes.flush)(10)
+    assert await database_sync_to_async(lanes.flush)(PATIENCE_S)
     assert _value(LANE_EVENTS_COALESCED.labels(LANE)) - coalesced == 5
     totals = [
         (await bob_client.receive_type("total-unread-count-updated"))["totalUnreadCount"]

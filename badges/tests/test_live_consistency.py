@@ -13,7 +13,7 @@ from badges import counters
 from badges.selectors import unread_counts_from_db
 from badges.services import badges_state
 from chat.models import Message
-from chat.tests.helpers import Client, connect_user, make_room, make_user
+from chat.tests.helpers import PATIENCE_S, Client, connect_user, make_room, make_user
 from chatproject import lanes
 from chatproject.redis_client import redis_connection
 
@@ -112,7 +112,7 @@ async def _run(seed: int, *, flush_midway: bool) -> None:
     if flush_midway:
         await database_sync_to_async(redis_connection().flushdb)()
     await phase("b")
-    assert await database_sync_to_async(lanes.flush)(5)
+    assert await database_sync_to_async(lanes.flush)(PATIENCE_S)
     for _, client in connections:
         await _drain(client)
 
@@ -149,7 +149,7 @@ def test_reconcile_repairs_drift_and_check_reports_it() -> None:
     people, rooms = _world(3, 1)
     sender, reader = people[0], people[1]
     Message.objects.create(room=rooms[0], sender=sender, body="x", client_message_id="d1")
-    assert lanes.flush(5)
+    assert lanes.flush(PATIENCE_S)
     badges_state(user_id=reader.pk, room_ids=[rooms[0].pk])
     # Corrupt the copy: an unread id that no message has.
     redis_connection().zadd(counters._room_key(reader.pk, rooms[0].pk), {"999999": 999999})

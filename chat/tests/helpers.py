@@ -15,6 +15,12 @@ from chatproject.asgi import application
 
 PASSWORD = "pw-for-tests-1"
 
+# How long a test waits for something that must happen (a frame, a condition) before it fails:
+# a guard against hanging, not a claim about speed, so it is generous. A waiting test returns
+# as soon as the thing happens; only a failing one waits this long. On a shared 2-core machine
+# a frame can take seconds when six other suites run beside this one.
+PATIENCE_S = 30.0
+
 
 def make_user(username: str) -> Any:
     return get_user_model().objects.create_user(username=username, password=PASSWORD)
@@ -42,12 +48,12 @@ class Client:
     async def send(self, frame: dict[str, Any]) -> None:
         await self.communicator.send_json_to(frame)
 
-    async def receive(self, timeout: float = 3) -> dict[str, Any]:
+    async def receive(self, timeout: float = PATIENCE_S) -> dict[str, Any]:
         frame: dict[str, Any] = await self.communicator.receive_json_from(timeout=timeout)
         self.frames.append(frame)
         return frame
 
-    async def receive_type(self, frame_type: str, timeout: float = 3) -> dict[str, Any]:
+    async def receive_type(self, frame_type: str, timeout: float = PATIENCE_S) -> dict[str, Any]:
         """The next frame of this type; frames of other types before it are kept."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
@@ -70,7 +76,7 @@ class Client:
 async def connect(token: str | None, *, path: str = "/ws/chat/") -> tuple[bool, Client]:
     url = f"{path}?token={token}" if token is not None else path
     communicator = WebsocketCommunicator(application, url)
-    connected, _ = await communicator.connect(timeout=5)
+    connected, _ = await communicator.connect(timeout=PATIENCE_S)
     return connected, Client(communicator)
 
 
@@ -84,16 +90,19 @@ async def connect_user(user: Any) -> tuple[Client, dict[str, Any]]:
     return client, snapshot
 
 
-async def eventually(predicate: Any, *, seconds: float = 3.0) -> None:
-    """Wait until `predicate()` (sync or async) is true; fail after `seconds`."""
-    for _ in range(int(seconds / 0.01)):
+async def eventually(predicate: Any, *, seconds: float = PATIENCE_S) -> None:
+    """Wait until `predicate()` (sync or async) is true; fail after `seconds` (a guard)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    while True:
         result = predicate()
         if asyncio.iscoroutine(result):
             result = await result
         if result:
             return
+        if loop.time() >= deadline:
+            raise AssertionError(f"condition not met within {seconds} s")
         await asyncio.sleep(0.01)
-    raise AssertionError(f"condition not met within {seconds} s")
 
 
 async def close_quietly(clients: "list[Client] | Any") -> None:

@@ -23,6 +23,8 @@ from django.db import connection
 from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as ws_connect
 
+from chat.tests.helpers import PATIENCE_S
+
 RUN_DIR = Path(settings.BASE_DIR) / ".run"
 
 
@@ -199,10 +201,10 @@ class WsClient:
     async def send(self, frame: dict[str, Any]) -> None:
         await self.socket.send(json.dumps(frame))
 
-    async def receive(self, timeout: float = 10) -> dict[str, Any]:
+    async def receive(self, timeout: float = PATIENCE_S) -> dict[str, Any]:
         return await asyncio.wait_for(self._inbox.get(), timeout)
 
-    async def receive_type(self, *types: str, timeout: float = 10) -> dict[str, Any]:
+    async def receive_type(self, *types: str, timeout: float = PATIENCE_S) -> dict[str, Any]:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while True:

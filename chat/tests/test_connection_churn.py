@@ -10,6 +10,7 @@ import asyncio
 import gc
 import weakref
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from channels.db import database_sync_to_async
@@ -56,8 +57,9 @@ async def test_connect_disconnect_cycles_leave_no_entries_and_no_cycles(
             del consumer
             await client.close()
             del client
-            await eventually(lambda: len(live.live_connections()) == 1, seconds=5)
-        await asyncio.sleep(0.1)  # the cancelled presence tasks finish
+            await eventually(lambda: len(live.live_connections()) == 1)
+        # The closed connections' cancelled presence tasks have finished: only the keeper's runs.
+        await eventually(lambda: len(_presence_tasks()) == 1)
         assert [c.user_id for c in live.live_connections()] == [bob.pk]
         assert not channels & set(loop_layer.channels)
         assert not any(channels & members for members in loop_layer.groups.values())
@@ -65,3 +67,11 @@ async def test_connect_disconnect_cycles_leave_no_entries_and_no_cycles(
         assert not alive, f"{len(alive)} of {CYCLES} closed consumers wait for the collector"
     finally:
         await close_quietly([keeper])
+
+
+def _presence_tasks() -> list[asyncio.Task[Any]]:
+    return [
+        task
+        for task in asyncio.all_tasks()
+        if getattr(task.get_coro(), "__qualname__", "").endswith("._keep_presence")
+    ]

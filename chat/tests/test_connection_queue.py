@@ -8,7 +8,7 @@ from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 
-from chat.tests.helpers import close_quietly, connect_user, make_user
+from chat.tests.helpers import close_quietly, connect_user, eventually, make_user
 from chatproject import fanout
 from chatproject.connection_queue import ConnectionQueue
 from chatproject.metrics import (
@@ -169,10 +169,10 @@ async def test_the_channel_layer_queues_a_channel_nobody_reads_with_coalescing()
         for n in range(1, 201)
     ]
     await sync_to_async(fanout.publish)(sends)
-    for _ in range(100):  # the layer's reader task delivers asynchronously
-        if queue.qsize() == 2 and _total(9, 1200, 200) in [f for f in queue._entries.values()]:
-            break
-        await asyncio.sleep(0.05)
+    # The layer's reader task delivers asynchronously.
+    await eventually(
+        lambda: queue.qsize() == 2 and _total(9, 1200, 200) in list(queue._entries.values())
+    )
     message = await asyncio.wait_for(layer.receive(channel), 3)
     assert message["frames"] == [_room(9, 200, 200), _total(9, 1200, 200)]
     await layer.group_discard("user.77", channel)

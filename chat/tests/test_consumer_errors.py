@@ -4,12 +4,12 @@ Every refusal is one `error` frame whose `ref` echoes the frame's clientMessageI
 type; the connection stays usable (a ping still gets its pong) and nothing was saved.
 """
 
-import asyncio
 import json
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -18,8 +18,10 @@ from channels.testing import WebsocketCommunicator
 from django.test import override_settings
 from django.utils import timezone
 
+from chat import ratelimit
 from chat.models import AuthToken, Membership, Message, Room
 from chat.tests.helpers import (
+    PATIENCE_S,
     Client,
     close_quietly,
     connect,
@@ -57,7 +59,7 @@ def _build_world() -> World:
     message = Message.objects.create(room=general, sender=bob, body="hello", client_message_id="b1")
     elsewhere = Message.objects.create(room=other, sender=bob, body="alone", client_message_id="b2")
     # Their frames must not reach the connections a test opens next.
-    assert lanes.flush()
+    assert lanes.flush(PATIENCE_S)
     return World(alice, bob, carol, general, other, message.pk, elsewhere.pk)
 
 
@@ -470,12 +472,13 @@ async def test_frame_over_64_kib_is_too_large(world: World, ws: Connections) -> 
 
 
 async def test_rate_limit_refuses_new_messages_but_not_repeats(
-    world: World, ws: Connections
+    world: World, ws: Connections, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     client = await ws.open(world.alice)
-    # A fixed window: start well inside one so all four sends fall in the same window.
-    if time.time() % 60 > 55:
-        await asyncio.sleep(60 - time.time() % 60 + 0.1)
+    # A fixed window: the limiter's clock stands still in the middle of one, so all four sends
+    # fall in the same window however long a loaded machine takes over them.
+    frozen = time.time() // 60 * 60 + 30
+    monkeypatch.setattr(ratelimit, "time", SimpleNamespace(time=lambda: frozen))
     with override_settings(CHAT_RATE_LIMIT_MESSAGES=3, CHAT_RATE_LIMIT_WINDOW_SECONDS=60):
         replies = []
         for n in range(3):

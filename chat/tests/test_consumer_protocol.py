@@ -13,7 +13,14 @@ from channels.db import database_sync_to_async
 from django.db import transaction
 
 from chat.models import Membership, Message, Room
-from chat.tests.helpers import Client, close_quietly, connect_user, make_room, make_user
+from chat.tests.helpers import (
+    PATIENCE_S,
+    Client,
+    close_quietly,
+    connect_user,
+    make_room,
+    make_user,
+)
 from chatproject import lanes
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -36,7 +43,7 @@ class Inbox(Client):
         self.frames = client.frames
         self.pending: list[Frame] = []
 
-    async def receive_type(self, frame_type: str, timeout: float = 3) -> Frame:
+    async def receive_type(self, frame_type: str, timeout: float = PATIENCE_S) -> Frame:
         for index, frame in enumerate(self.pending):
             if frame["type"] == frame_type:
                 return self.pending.pop(index)
@@ -64,7 +71,7 @@ class Connections:
         # The snapshot is read from the counters, which the badge lane updates just after each
         # commit; a test that compares it with what it sent waits for the lanes first (a real
         # client converges anyway: the lane's update follows with a higher version).
-        assert await sync_to_async(lanes.flush)(10), "receiver lanes did not drain"
+        assert await sync_to_async(lanes.flush)(PATIENCE_S), "receiver lanes did not drain"
         client, snapshot = await connect_user(user)
         inbox = Inbox(client)
         self.clients.append(inbox)

@@ -8,7 +8,14 @@ from channels.db import database_sync_to_async
 
 from chat import live, presence, services
 from chat.models import Message
-from chat.tests.helpers import close_quietly, connect_user, eventually, make_room, make_user
+from chat.tests.helpers import (
+    PATIENCE_S,
+    close_quietly,
+    connect_user,
+    eventually,
+    make_room,
+    make_user,
+)
 from chatproject import lanes
 from chatproject.redis_client import prefixed, redis_connection
 
@@ -42,10 +49,10 @@ async def test_emptied_redis_resends_snapshots_and_presence() -> None:
                 ]
             )
         )()
-        await database_sync_to_async(lanes.flush)(5)
+        await database_sync_to_async(lanes.flush)(PATIENCE_S)
         await sync_to_async(_delete_this_runs_keys)()
 
-        snapshot = await reader.receive_type("unread-state", timeout=10)
+        snapshot = await reader.receive_type("unread-state")
         assert snapshot["totalUnreadCount"] == 3
         assert snapshot["rooms"] == [
             {
@@ -54,13 +61,13 @@ async def test_emptied_redis_resends_snapshots_and_presence() -> None:
                 "lastMessageId": snapshot["rooms"][0]["lastMessageId"],
             }
         ]
-        await viewer.receive_type("unread-state", timeout=10)
+        await viewer.receive_type("unread-state")
         # The viewer's presence is back: its room counts as viewed again.
-        await eventually(lambda: bob.pk in presence.viewer_ids(room.pk), seconds=5)
+        await eventually(lambda: bob.pk in presence.viewer_ids(room.pk))
     finally:
         await close_quietly(clients)
     # No listener leaks: the registry is empty and the loop's watch has stopped.
-    await eventually(lambda: not live.live_connections(), seconds=2)
+    await eventually(lambda: not live.live_connections())
     state = live._loops[asyncio.get_running_loop()]
     assert state.watch_task is None
 
@@ -75,15 +82,15 @@ async def test_the_snapshot_after_a_flush_outranks_every_version_sent_before() -
         await database_sync_to_async(services.message_send)(
             sender_id=bob.pk, room_id=room.pk, body="before", client_message_id="b1"
         )
-        update = await reader.receive_type("total-unread-count-updated", timeout=10)
+        update = await reader.receive_type("total-unread-count-updated")
         assert update["version"] > first["version"]
         await database_sync_to_async(
             lambda: Message.objects.create(room=room, sender=bob, body="x", client_message_id="b2")
         )()
-        await database_sync_to_async(lanes.flush)(5)
+        await database_sync_to_async(lanes.flush)(PATIENCE_S)
         await sync_to_async(_delete_this_runs_keys)()
 
-        snapshot = await reader.receive_type("unread-state", timeout=10)
+        snapshot = await reader.receive_type("unread-state")
         assert snapshot["totalUnreadCount"] == 2
         assert snapshot["version"] > update["version"]
     finally:
@@ -102,7 +109,7 @@ async def test_a_resync_goes_through_the_slow_client_guard() -> None:
                 guard = connection.slow_guard  # type: ignore[attr-defined]
                 guard.closing = True
         await sync_to_async(_delete_this_runs_keys)()
-        await reading.receive_type("unread-state", timeout=10)
+        await reading.receive_type("unread-state")
         assert await stalled.nothing_more(timeout=0.5)
     finally:
         await close_quietly([stalled, reading])

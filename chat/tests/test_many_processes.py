@@ -12,7 +12,7 @@ from django.core.management import call_command
 
 from badges.selectors import unread_counts_from_db
 from chat.models import Message
-from chat.tests.helpers import make_room, make_user, token_for
+from chat.tests.helpers import PATIENCE_S, make_room, make_user, token_for
 from chat.tests.processes import Daphne, WsClient, start_servers
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
@@ -40,7 +40,9 @@ async def _close(clients: list[WsClient]) -> None:
         await client.close()
 
 
-async def _total_becomes(client: WsClient, total: int, timeout: float = 15) -> dict[str, Any]:
+async def _total_becomes(
+    client: WsClient, total: int, timeout: float = PATIENCE_S
+) -> dict[str, Any]:
     while True:
         frame = await client.receive_type("total-unread-count-updated", timeout=timeout)
         if frame["totalUnreadCount"] == total:

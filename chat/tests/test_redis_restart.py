@@ -14,7 +14,7 @@ from websockets.exceptions import InvalidStatus
 
 from badges.selectors import unread_counts_from_db
 from chat.models import Message
-from chat.tests.helpers import make_room, make_user, token_for
+from chat.tests.helpers import PATIENCE_S, make_room, make_user, token_for
 from chat.tests.processes import Daphne, OwnRedis, WsClient, start_servers
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
@@ -155,13 +155,13 @@ async def test_every_connection_converges_after_redis_comes_back_empty(
         assert sent["type"] == "message-sent", sent
         # u1's second device views room a: its presence came back, so it is shown the message,
         # which moves u1's read pointer past everything in room a.
-        shown = await clients[3][1].receive_type("chat-message", timeout=15)
+        shown = await clients[3][1].receive_type("chat-message", timeout=PATIENCE_S)
         assert shown["message"]["id"] == sent["messageId"]
         assert (await database_sync_to_async(_truth)(people[1].pk))[rooms[0].pk] == 0
         for person, client in clients:
             expected = sum((await database_sync_to_async(_truth)(person.pk)).values())
             while client.shown_total()[1] != expected:
-                await client.receive_type("total-unread-count-updated", timeout=15)
+                await client.receive_type("total-unread-count-updated", timeout=PATIENCE_S)
 
         # Every send got a clear answer: saved and acknowledged, or refused and not saved.
         outage = [(key, reply) for key, reply in replies if key.startswith("out")]

@@ -15,7 +15,7 @@ from chat.events import MessageCreated
 from chat.models import Membership, Message
 from chat.services import message_send, room_mark_read
 from chat.signals import message_created
-from chat.tests.helpers import make_room, make_user
+from chat.tests.helpers import PATIENCE_S, make_room, make_user
 from chatproject import lanes
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -41,7 +41,7 @@ def test_sending_a_message_costs_the_same_queries_whatever_the_room_size(members
     ]
     assert len(statements) == 3, statements
     assert "pushoutbox" in statements[2]
-    assert lanes.flush(5)
+    assert lanes.flush(PATIENCE_S)
 
 
 def test_badging_a_message_needs_no_query_once_counters_are_loaded() -> None:
@@ -62,7 +62,7 @@ def test_badging_a_message_needs_no_query_once_counters_are_loaded() -> None:
         badges_apply_message(event)
     assert queries.captured_queries == []
     assert badges_state(user_id=users[1].pk, room_ids=[room.pk]).rooms[room.pk] == 1
-    assert lanes.flush(5)
+    assert lanes.flush(PATIENCE_S)
 
 
 def test_a_repeated_client_message_id_saves_and_announces_nothing() -> None:
@@ -128,7 +128,7 @@ def test_a_message_moves_exactly_the_viewers_read_pointers(viewing: int) -> None
         expected = sent.message.pk if user in viewers else 0
         assert pointers[user.pk] == expected, (user.pk, pointers)
     assert before.message.pk < sent.message.pk
-    assert lanes.flush(5)
+    assert lanes.flush(PATIENCE_S)
 
 
 def test_messages_are_saved_in_the_shared_orm_thread_on_sqlite() -> None:

@@ -101,7 +101,7 @@ async def test_410_deactivates_the_browser(webpush_service: WebPushService) -> N
     async with running_worker(WebPushBackend()):
         message_id = await sync(_send)(alice, room, "hi", "c1")
         inactive = models.Device.objects.filter(pk=gone.pk, active=False)
-        await eventually(lambda: sync(inactive.exists)(), seconds=10)
+        await eventually(lambda: sync(inactive.exists)())
     assert await sync(_statuses)(message_id) == [("gone", 1)]
 
 
@@ -113,7 +113,7 @@ async def test_429_is_retried_no_sooner_than_retry_after(webpush_service: WebPus
         message_id = await sync(_send)(alice, room, "hi", "c1")
         first, second = await webpush_service.wait_for_pushes_async(2, timeout=15)
         sent = PushDelivery.objects.filter(message_id=message_id, status="sent")
-        await eventually(lambda: sync(sent.exists)(), seconds=5)
+        await eventually(lambda: sync(sent.exists)())
     assert (first.status, second.status) == (429, 201)
     assert second.received_at - first.received_at >= 1.0
     assert await sync(_statuses)(message_id) == [("sent", 2)]
@@ -126,7 +126,7 @@ async def test_500_is_retried_then_marked_failed(webpush_service: WebPushService
         async with running_worker(WebPushBackend()):
             message_id = await sync(_send)(alice, room, "hi", "c1")
             failed = PushDelivery.objects.filter(message_id=message_id, status="failed")
-            await eventually(lambda: sync(failed.exists)(), seconds=15)
+            await eventually(lambda: sync(failed.exists)())
     assert len(webpush_service.pushes) == 3
     assert await sync(_statuses)(message_id) == [("failed", 3)]
 
@@ -142,7 +142,7 @@ async def test_a_message_reaches_the_phone_and_unregistered_deactivates_it(
         message_id = await sync(_send)(alice, room, "hello bob", "c1")
         await apns_service.wait_for_notifications_async(2)
         inactive = models.Device.objects.filter(pk=old_phone.pk, active=False)
-        await eventually(lambda: sync(inactive.exists)(), seconds=10)
+        await eventually(lambda: sync(inactive.exists)())
     [push] = [n for n in apns_service.notifications if n.device_token == phone.address]
     assert push.aps["badge"] == 1
     assert push.aps["alert"]["body"] == "hello bob"

@@ -8,7 +8,13 @@ from channels.db import database_sync_to_async
 from django.test import override_settings
 
 from chat.signals import message_created
-from chat.tests.helpers import close_quietly, connect_user, eventually, make_room, make_user
+from chat.tests.helpers import (
+    close_quietly,
+    connect_user,
+    eventually,
+    make_room,
+    make_user,
+)
 from notifications.backends import DelayedLoggingPushBackend, FailingPushBackend
 from notifications.models import PushDelivery, PushOutbox
 from notifications.tests.helpers import RecordingBackend, make_device, running_worker
@@ -60,8 +66,8 @@ async def test_badges_and_later_frames_do_not_wait_for_a_hanging_push() -> None:
             assert await sync(_count)(status="sent") == 0
             await eventually(lambda: len(backend.pushes) == 5)
             backend.gate.set()
-            await eventually(lambda: sync(_count)(status="sent"), seconds=5)
-            await eventually(lambda: _all_sent(5), seconds=5)
+            await eventually(lambda: sync(_count)(status="sent"))
+            await eventually(lambda: _all_sent(5))
     finally:
         await close_quietly([a, b])
 
@@ -88,7 +94,7 @@ async def test_a_slow_or_failing_push_service_changes_nothing_for_the_sender(
                     badge = await b.receive_type("total-unread-count-updated")
                     assert badge["roomUnreadCount"] == n + 1
                 final = "sent" if backend_class is DelayedLoggingPushBackend else "failed"
-                await eventually(lambda: _all_in(final, 3), seconds=15)
+                await eventually(lambda: _all_in(final, 3))
     finally:
         await close_quietly([a, b])
 

@@ -13,7 +13,7 @@ from django.conf import settings
 from django.test import override_settings
 
 from chat.services import message_send
-from chat.tests.helpers import eventually, make_room, make_user
+from chat.tests.helpers import PATIENCE_S, eventually, make_room, make_user
 from chatproject import lanes
 from chatproject.redis_client import redis_connection
 from notifications import queue
@@ -38,7 +38,7 @@ def _send_while_redis_is_unreachable(sender: Any, room: Any) -> int:
             sent = message_send(
                 sender_id=sender.pk, room_id=room.pk, body="while down", client_message_id="c1"
             )
-            assert lanes.flush(10)  # the receivers tried (and failed) with Redis down
+            assert lanes.flush(PATIENCE_S)  # the receivers tried (and failed) with Redis down
     finally:
         redis_connection.cache_clear()
     return sent.message.pk
@@ -54,7 +54,7 @@ async def test_a_message_saved_while_redis_is_unreachable_is_pushed_once_redis_i
     backend = RecordingBackend()
     # No nudge reached any relay: the poll finds the row.
     async with running_worker(backend):
-        await eventually(lambda: len(backend.to(phone)) == 1, seconds=10)
+        await eventually(lambda: len(backend.to(phone)) == 1)
     assert backend.to(phone)[0]["messageId"] == message_id
     assert not await sync(PushOutbox.objects.exists)()
 
@@ -78,7 +78,7 @@ async def test_jobs_queued_before_a_worker_runs_are_sent_when_it_starts() -> Non
     await sync(PushOutbox.objects.all().delete)()  # only the queue knows about it now
     backend = RecordingBackend()
     async with running_worker(backend):
-        await eventually(lambda: len(backend.to(phone)) == 1, seconds=10)
+        await eventually(lambda: len(backend.to(phone)) == 1)
     delivery = await sync(PushDelivery.objects.get)(device=phone)
     assert delivery.status == "sent"
 
@@ -93,11 +93,11 @@ async def test_a_message_relayed_twice_is_pushed_once() -> None:
         sent = await sync(message_send)(
             sender_id=alice.pk, room_id=room.pk, body="once", client_message_id="c1"
         )
-        await eventually(lambda: len(backend.to(phone)) == 1, seconds=10)
+        await eventually(lambda: len(backend.to(phone)) == 1)
         # A relay that died between queueing and deleting leaves the row: it is relayed again.
         await sync(PushOutbox.objects.create)(message_id=sent.message.pk)
-        await eventually(_outbox_empty, seconds=10)
-        await eventually(lambda: queue.queue_depth() == 0, seconds=10)
+        await eventually(_outbox_empty)
+        await eventually(lambda: queue.queue_depth() == 0)
     assert len(backend.to(phone)) == 1
 
 
@@ -135,16 +135,16 @@ async def test_pushes_resume_after_a_redis_outage_that_lost_every_key() -> None:
     try:
         with override_settings(REDIS_URL=f"redis://127.0.0.1:{port}/0"):
             redis_connection.cache_clear()
-            await eventually(lambda: _pings(), seconds=10)
+            await eventually(lambda: _pings())
             async with running_worker(backend):
                 await sync(_send_one)(alice, room, "before", "c0")
-                await eventually(lambda: len(backend.to(phone)) == 1, seconds=10)
+                await eventually(lambda: len(backend.to(phone)) == 1)
                 server.terminate()
                 server.wait(10)
                 message_id = await sync(_send_one)(alice, room, "during", "c1")
                 await asyncio.sleep(1.5)  # the worker notices, and keeps trying
                 server = _redis_server(port)  # back, with nothing in it
-                await eventually(lambda: len(backend.to(phone)) == 2, seconds=20)
+                await eventually(lambda: len(backend.to(phone)) == 2)
         assert backend.to(phone)[1]["messageId"] == message_id
     finally:
         redis_connection.cache_clear()
@@ -161,5 +161,5 @@ def _pings() -> bool:
 
 def _send_one(sender: Any, room: Any, body: str, key: str) -> int:
     sent = message_send(sender_id=sender.pk, room_id=room.pk, body=body, client_message_id=key)
-    assert lanes.flush(10)
+    assert lanes.flush(PATIENCE_S)
     return sent.message.pk
