@@ -15,6 +15,8 @@ from django.conf import settings
 from django.test import Client
 
 from chat.tests.browser.stack import CHROMIUM, CHROMIUM_ARGS, LiveServer, browser_missing
+from chat.tests.helpers import PATIENCE_S
+from chatproject import lanes
 
 ARTIFACTS = Path(settings.BASE_DIR) / ".run" / "artifacts"
 
@@ -105,8 +107,11 @@ def live(live_server_process: LiveServer) -> Iterator[LiveServer]:
 def browser(_allow_orm_beside_playwright: None) -> Iterator[Any]:
     if MISSING is not None:
         pytest.skip(MISSING)
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
 
+    # Web-first assertions wait this long by default (Playwright's own default is 5 s): a
+    # guard for a loaded machine, not a claim about speed.
+    expect.set_options(timeout=PATIENCE_S * 1000)
     with sync_playwright() as playwright:
         chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield chromium
@@ -152,7 +157,12 @@ class Browsing:
         return page
 
     def open_page(self, context: Any) -> Any:
-        """The chat page, once its WebSocket has delivered the snapshot."""
+        """The chat page, once its WebSocket has delivered the snapshot.
+
+        The receiver lanes of this process count and publish the test's messages after
+        `message_send` returned; they drain first, so the page starts from their result
+        rather than meeting their frames at a moment the test does not choose."""
+        assert lanes.flush(PATIENCE_S), "the receiver lanes did not drain"
         page = self.watch(context.new_page())
         page.goto("/")
         page.wait_for_function("() => window.chatDebug && window.chatDebug.badges.version >= 0")
