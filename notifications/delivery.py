@@ -27,13 +27,13 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, NamedTuple
 
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import Case, DateTimeField, QuerySet, Value, When
 from django.utils import timezone
 
 from chat.models import Message
 from chat.unread import unread_counts
-from notifications import metrics
+from notifications import metrics, rows
 from notifications.app_settings import app_settings
 from notifications.backends import PushMessage, PushOutcome, PushTarget
 from notifications.events import BadgePush, ChatMessagePush
@@ -61,14 +61,21 @@ class ReadyPush:
     attempt: int = 0
 
 
+class _Device(NamedTuple):
+    pk: int
+    user_id: int
+    kind: str
+    address: str
+    keys: Any
+
+
 class _Pending(NamedTuple):
-    """A pending delivery and its device, read as plain values."""
+    """A pending delivery and its (active) device, as plain values."""
 
     pk: int
     message_id: int | None
     device_id: int
     user_id: int
-    active: bool
     kind: str
     address: str
     keys: Any
@@ -79,10 +86,10 @@ _PENDING_FIELDS = (
     "message_id",
     "device_id",
     "device__user_id",
-    "device__active",
     "device__kind",
     "device__address",
     "device__keys",
+    "device__active",
 )
 
 
@@ -97,33 +104,49 @@ class Settled:
 
 def message_pushes(message_ids: list[int]) -> list[ReadyPush]:
     """The due pushes of these messages: one per active device of each recipient the selector
-    says gets one. The same handful of queries for one message or a hundred, for one
-    recipient or a thousand."""
+    says gets one; a skipped delivery (with its reason) for each of the others. The same
+    handful of statements for one message or a hundred, for one recipient or a thousand."""
     verdicts = message_push_verdicts(message_ids)
     recipients = {user for m in verdicts.messages for user in verdicts.recipients(m)}
-    devices: dict[int, list[int]] = {}
-    for device_id, user_id in Device.objects.filter(
-        user_id__in=recipients, active=True
-    ).values_list("pk", "user_id"):
-        devices.setdefault(user_id, []).append(device_id)
-    rows = [
-        PushDelivery(kind=PushDelivery.Kind.MESSAGE, message_id=message_id, device_id=device_id)
+    devices: dict[int, list[_Device]] = {}
+    for device in Device.objects.filter(user_id__in=recipients, active=True).values_list(
+        "pk", "user_id", "kind", "address", "keys"
+    ):
+        devices.setdefault(device[1], []).append(_Device(*device))
+    planned = [
+        (message_id, device.pk, Status.SKIPPED if reason else Status.PENDING, reason)
         for message_id in verdicts.messages
-        for user_id in verdicts.recipients(message_id)
-        for device_id in devices.get(user_id, ())
+        for user_id, reason in verdicts.recipients(message_id).items()
+        for device in devices.get(user_id, ())
     ]
-    if not rows:
+    if not planned:
         return []
-    # Rows a first run made already are kept (the conflict is the at-most-once guard);
-    # whichever run made them, those still pending are this run's to send.
-    PushDelivery.objects.bulk_create(rows, ignore_conflicts=True, batch_size=2000)
-    return _ready(
-        PushDelivery.objects.filter(
-            kind=PushDelivery.Kind.MESSAGE,
-            message_id__in=list(verdicts.messages),
-            status=Status.PENDING,
-            next_attempt_at=None,  # a row waiting for its retry is its retry job's
-        ),
+    created = rows.message_deliveries_insert(planned, timezone.now())
+    skipped: dict[str, int] = {}
+    for *_, status, reason in created:
+        if status == Status.SKIPPED:
+            skipped[reason] = skipped.get(reason, 0) + 1
+    for reason, count in skipped.items():
+        metrics.PUSH_SKIPPED.labels(reason).inc(count)
+    if len(created) < len(planned):
+        # A run before this one made some rows (a job run twice, or swept after a crash):
+        # whichever run made them, those still pending are this one's to decide and send.
+        return _ready(
+            PushDelivery.objects.filter(
+                kind=PushDelivery.Kind.MESSAGE,
+                message_id__in=list(verdicts.messages),
+                status=Status.PENDING,
+                next_attempt_at=None,  # a row waiting for its retry is its retry job's
+            ),
+            verdicts,
+        )
+    by_pk = {device.pk: device for user_devices in devices.values() for device in user_devices}
+    return _build(
+        [
+            _Pending(pk, message_id, device_id, *by_pk[device_id][1:])
+            for pk, message_id, device_id, status, _ in created
+            if status == Status.PENDING
+        ],
         verdicts,
     )
 
@@ -159,14 +182,14 @@ def retry_pushes(delivery_id: int) -> list[ReadyPush]:
 
 
 def _ready(
-    rows: QuerySet[PushDelivery], verdicts: MessagePushVerdicts | None = None
+    pending_rows: QuerySet[PushDelivery], verdicts: MessagePushVerdicts | None = None
 ) -> list[ReadyPush]:
-    """Decide and build the pushes of these pending rows (of messages, or badge rows)."""
-    pending = [_Pending(*values) for values in rows.values_list(*_PENDING_FIELDS)]
+    """Decide again and build the pushes of these pending rows (of messages, or badge rows)."""
     skips: dict[str, list[int]] = {}
     kept: list[_Pending] = []
-    for row in pending:
-        if not row.active:
+    for *values, active in pending_rows.values_list(*_PENDING_FIELDS):
+        row = _Pending(*values)
+        if not active:
             reason: str = Reason.INACTIVE
         elif verdicts is not None:
             reason = verdicts.reason(row.message_id or 0, row.user_id)
@@ -178,6 +201,10 @@ def _ready(
             skips.setdefault(reason, []).append(row.pk)
     for reason, ids in skips.items():
         _skip(ids, reason)
+    return _build(kept, verdicts)
+
+
+def _build(kept: list[_Pending], verdicts: MessagePushVerdicts | None) -> list[ReadyPush]:
     if not kept:
         return []
     # Read before anything is claimed: one pipeline for every recipient.
@@ -220,30 +247,12 @@ def _skip(ids: list[int], reason: str) -> None:
 def deliveries_claim(pushes: list[ReadyPush]) -> dict[int, int]:
     """Claim these pending deliveries for this run, recording the badge each will carry, in one
     statement: {delivery id: its attempt number} of those claimed. A delivery missing from the
-    answer is another run's (or was settled meanwhile): not to send.
-
-    Raw SQL because the ORM's UPDATE returns a row count, not the rows: `UPDATE ... FROM
-    (VALUES (id, badge), ...) ... RETURNING` claims and answers in one round trip on
-    PostgreSQL and on SQLite (3.35 and later), with each row's own badge.
-    """
-    if not pushes:
-        return {}
-    table = connection.ops.quote_name(PushDelivery._meta.db_table)
-    now = timezone.now()
-    params: list[Any] = [Status.SENDING, now, now, uuid.uuid4().hex]
-    for push in pushes:
-        params += (push.delivery_id, push.message.payload["badge"])
-    params.append(Status.PENDING)
-    values = ", ".join(["(%s, %s)"] * len(pushes))
-    sql = (
-        f"UPDATE {table} SET status = %s, attempts = attempts + 1, claimed_at = %s, "
-        f"updated_at = %s, claim_token = %s, badge = claimed.column2 "
-        f"FROM (VALUES {values}) AS claimed "
-        f"WHERE id = claimed.column1 AND status = %s RETURNING id, attempts"
+    answer is another run's (or was settled meanwhile): not to send."""
+    return rows.deliveries_claim(
+        [(push.delivery_id, push.message.payload["badge"]) for push in pushes],
+        uuid.uuid4().hex,  # the run that claimed, for the admin
+        timezone.now(),
     )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return dict(cursor.fetchall())
 
 
 def _chat_push(message: Message, badge: int) -> PushMessage:
@@ -317,11 +326,8 @@ def deliveries_settle(results: list[tuple[ReadyPush, PushOutcome]]) -> list[Sett
         metrics.PUSH_SENT.labels(kind).inc(count)
     with transaction.atomic():
         for (status, error), ids in final.items():
-            PushDelivery.objects.filter(pk__in=ids, status=Status.SENDING).update(
-                status=status,
-                updated_at=now,
-                last_error=error,
-                **({"sent_at": now} if status == Status.SENT else {}),
+            rows.deliveries_finish(
+                ids, status=status, error=error, now=now, sent=status == Status.SENT
             )
         if retries:
             _back_to_pending(retries, now)

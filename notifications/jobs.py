@@ -133,6 +133,7 @@ class Sender:
         """Send what this run can claim of `pushes`; how many it claimed."""
         sending: list[asyncio.Task[None]] = []
         rest = pushes
+        timeout = app_settings.PUSH_TIMEOUT_SECONDS  # a settings lookup: once, not per push
         try:
             while rest:
                 # Claimed only once slots are free: a worker killed mid-job leaves the rest
@@ -150,19 +151,19 @@ class Sender:
                     if attempt is None:
                         continue  # another run of this job has it (or a duplicate of the list)
                     claimed += 1
-                    sending.append(asyncio.create_task(self._send(push, attempt)))
+                    sending.append(asyncio.create_task(self._send(push, attempt, timeout)))
                 self.slots.give(count - claimed)
         finally:
             if sending:
                 await asyncio.gather(*sending)
         return len(sending)
 
-    async def _send(self, push: delivery.ReadyPush, attempt: int) -> None:
+    async def _send(self, push: delivery.ReadyPush, attempt: int, limit: float) -> None:
         push = delivery.ReadyPush(  # the same push, now claimed
             push.delivery_id, push.target, push.message, push.message_created_at, attempt
         )
         try:
-            outcome = await self._outcome(push)
+            outcome = await self._outcome(push, limit)
         finally:
             self.slots.give()
         settled = await self.settle((push, outcome))
@@ -183,13 +184,13 @@ class Sender:
             except RedisError:
                 logger.warning("could not queue retry of push %s; upkeep will", push.delivery_id)
 
-    async def _outcome(self, push: delivery.ReadyPush) -> PushOutcome:
+    async def _outcome(self, push: delivery.ReadyPush, limit: float) -> PushOutcome:
         kind = push.target.kind
         started = time.perf_counter()
         try:
             backend = self.backends.for_kind(kind)
             # asyncio.timeout, not wait_for: no extra task per push.
-            async with asyncio.timeout(app_settings.PUSH_TIMEOUT_SECONDS):
+            async with asyncio.timeout(limit):
                 return await backend.send(push.target, push.message)
         except TimeoutError:
             return PushOutcome("retry", error="no answer within the push timeout")
