@@ -172,13 +172,18 @@ def badge_pushes(user_id: int, seq: int) -> list[ReadyPush]:
 
 def retry_pushes(delivery_id: int) -> list[ReadyPush]:
     """A delivery due for another attempt, decided again like the first time."""
-    row = PushDelivery.objects.filter(pk=delivery_id, status=Status.PENDING).first()
+    row = (
+        PushDelivery.objects.filter(pk=delivery_id, status=Status.PENDING)
+        .values_list("kind", "message_id", "device__user_id")
+        .first()
+    )
     if row is None:
         return []
-    rows = PushDelivery.objects.filter(pk=delivery_id, status=Status.PENDING)
-    if row.kind == PushDelivery.Kind.MESSAGE:
-        return _ready(rows, message_push_verdicts([row.message_id or 0]))
-    return _ready(rows)
+    kind, message_id, user_id = row
+    pending = PushDelivery.objects.filter(pk=delivery_id, status=Status.PENDING)
+    if kind == PushDelivery.Kind.MESSAGE:
+        return _ready(pending, message_push_verdicts([message_id or 0], [user_id]))
+    return _ready(pending)
 
 
 def _ready(

@@ -51,20 +51,28 @@ class MessagePushVerdicts:
         return self.verdicts.get(message_id, {})
 
 
-def message_push_verdicts(message_ids: list[int]) -> MessagePushVerdicts:
-    """Who of each message's room gets a push of it now, and why the others do not."""
+def message_push_verdicts(
+    message_ids: list[int], user_ids: list[int] | None = None
+) -> MessagePushVerdicts:
+    """Who of each message's room gets a push of it now, and why the others do not; only these
+    users when given (a retry asks about one member, not the whole room)."""
     messages = {
         m.pk: m for m in Message.objects.filter(pk__in=message_ids).select_related("room", "sender")
     }
     rooms = {message.room_id for message in messages.values()}
     if not rooms:
         return MessagePushVerdicts(messages)
+    memberships = Membership.objects.filter(room_id__in=rooms)
+    mutes = RoomMute.objects.filter(room_id__in=rooms)
+    if user_ids is not None:
+        memberships = memberships.filter(user_id__in=user_ids)
+        mutes = mutes.filter(user_id__in=user_ids)
     members: dict[int, list[tuple[int, int]]] = {}
-    for room_id, user_id, read_upto in Membership.objects.filter(room_id__in=rooms).values_list(
+    for room_id, user_id, read_upto in memberships.values_list(
         "room_id", "user_id", "last_read_message_id"
     ):
         members.setdefault(room_id, []).append((user_id, read_upto))
-    muted = set(RoomMute.objects.filter(room_id__in=rooms).values_list("room_id", "user_id"))
+    muted = set(mutes.values_list("room_id", "user_id"))
     viewing = {room_id: _viewers(room_id) for room_id in rooms}
     verdicts: dict[int, dict[int, str]] = {}
     for message in messages.values():
