@@ -31,14 +31,18 @@ from django.db import transaction
 from django.db.models import Case, DateTimeField, QuerySet, Value, When
 from django.utils import timezone
 
-from chat.models import Message
 from chat.unread import unread_counts
 from notifications import metrics, rows
 from notifications.app_settings import app_settings
 from notifications.backends import PushMessage, PushOutcome, PushTarget
 from notifications.events import BadgePush, ChatMessagePush
 from notifications.models import Device, PushDelivery
-from notifications.selectors import PUSH, MessagePushVerdicts, message_push_verdicts
+from notifications.selectors import (
+    PUSH,
+    MessagePushVerdicts,
+    PushableMessage,
+    message_push_verdicts,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -260,13 +264,12 @@ def deliveries_claim(pushes: list[ReadyPush]) -> dict[int, int]:
     )
 
 
-def _chat_push(message: Message, badge: int) -> PushMessage:
-    sender = getattr(message.sender, "get_username", lambda: str(message.sender_id))()
+def _chat_push(message: PushableMessage, badge: int) -> PushMessage:
     payload: ChatMessagePush = {
         "type": "chat-message",
         "roomId": message.room_id,
         "messageId": message.pk,
-        "title": f"{sender} in {message.room.name}",
+        "title": f"{message.sender_name} in {message.room_name}",
         "body": message.body[:BODY_PREVIEW],
         "badge": badge,
     }

@@ -21,7 +21,10 @@ whatever the number of messages and members.
 """
 
 from dataclasses import dataclass, field
+from datetime import datetime
+from typing import NamedTuple
 
+from django.contrib.auth import get_user_model
 from redis.exceptions import RedisError
 
 from chat import presence
@@ -32,12 +35,24 @@ Reason = PushDelivery.Reason
 PUSH = Reason.NONE  # the verdict "push it"
 
 
+class PushableMessage(NamedTuple):
+    """What a push needs of a message, read as plain values (no model instances per message)."""
+
+    pk: int
+    room_id: int
+    sender_id: int
+    body: str
+    created_at: datetime
+    room_name: str
+    sender_name: str
+
+
 @dataclass(frozen=True)
 class MessagePushVerdicts:
     """The messages found, and for each the verdict on every recipient (members but the sender):
     `PUSH` (an empty reason) or the Reason why not."""
 
-    messages: dict[int, Message]
+    messages: dict[int, PushableMessage]
     verdicts: dict[int, dict[int, str]] = field(default_factory=dict)
 
     def reason(self, message_id: int, user_id: int) -> str:
@@ -56,8 +71,12 @@ def message_push_verdicts(
 ) -> MessagePushVerdicts:
     """Who of each message's room gets a push of it now, and why the others do not; only these
     users when given (a retry asks about one member, not the whole room)."""
+    username = f"sender__{get_user_model().USERNAME_FIELD}"
     messages = {
-        m.pk: m for m in Message.objects.filter(pk__in=message_ids).select_related("room", "sender")
+        values[0]: PushableMessage(*values)
+        for values in Message.objects.filter(pk__in=message_ids).values_list(
+            "pk", "room_id", "sender_id", "body", "created_at", "room__name", username
+        )
     }
     rooms = {message.room_id for message in messages.values()}
     if not rooms:
