@@ -2,9 +2,10 @@
 
 pywebpush (with http_ece) did the same per push, and more: a lookup of the OpenSSL backend, a
 parse and check of the device's public key, a deep copy of the subscription and a few
-case-insensitive header dicts. That was a third of the worker's CPU per push beside the key
-agreement itself. Here a device's keys are parsed once (`receiver_keys`, cached by their text)
-and a push costs one fresh key pair, one ECDH, four HMAC-SHA-256 and one AES-GCM. The local
+case-insensitive header dicts: about a fifth of the worker's samples in a py-spy profile, as
+much as the key agreement itself. Here a device's keys are parsed once (`receiver_keys`, cached
+by their text) and a push costs one fresh key pair, one ECDH, four HMAC-SHA-256 and one
+AES-GCM. The local
 Web Push double decrypts every push with http_ece, so the two implementations are checked
 against each other by every push test.
 """
