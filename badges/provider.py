@@ -9,8 +9,8 @@ import logging
 
 from redis.exceptions import RedisError
 
-from badges.selectors import unread_counts_from_db
-from badges.services import badges_rebuild_users, badges_state
+from badges.selectors import unread_counts_for_users, unread_counts_from_db
+from badges.services import badges_rebuild_users, badges_state, badges_totals
 from chat.unread import Counts
 from chatproject.redis_watch import redis_unreachable
 
@@ -30,6 +30,19 @@ class RedisUnreadCounts:
             return Counts(total=sum(truth.values()), version=0, rooms=rooms)
         rooms = {room_id: state.rooms.get(room_id, 0) for room_id in room_ids}
         return Counts(total=state.total, version=state.version, rooms=rooms)
+
+    def totals(self, user_ids: list[int]) -> dict[int, int]:
+        try:
+            if redis_unreachable():
+                raise RedisError("Redis is unreachable")
+            return badges_totals(user_ids=user_ids)
+        except RedisError:
+            logger.warning("Redis unavailable: totals of %d users from the database", len(user_ids))
+            truth = unread_counts_for_users(user_ids)
+            return {
+                user_id: sum(unread for _, unread in truth.get(user_id, {}).values())
+                for user_id in user_ids
+            }
 
     def refresh(self, user_ids: list[int]) -> None:
         # A merge, not a reset: live updates racing with it are kept, and what Redis missed

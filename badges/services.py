@@ -56,6 +56,17 @@ def badges_state(*, user_id: int, room_ids: list[int]) -> UserState:
     )
 
 
+def badges_totals(*, user_ids: list[int]) -> dict[int, int]:
+    """Users' totals in one pipeline; those Redis lost are rebuilt from the database at once."""
+    states = counters.user_states({user_id: [] for user_id in user_ids})
+    missing = [user_id for user_id, state in states.items() if state is None]
+    rebuilt = badges_rebuild_users(missing, reason="read") if missing else {}
+    return {
+        user_id: state.total if state is not None else rebuilt[user_id].total
+        for user_id, state in states.items()
+    }
+
+
 def _rebuilt_badges(user_ids: list[int], room_id: int) -> dict[int, Badge]:
     states = badges_rebuild_users(user_ids, reason="missing") if user_ids else {}
     return {

@@ -75,6 +75,7 @@ def main() -> None:
         "REDIS_URL": settings.REDIS_URL,  # the embedded one, if this process started it
         "PUSH_GRACE_SECONDS": "0",
         "NOTIFICATIONS_PUSH_DELAY_SECONDS": str(args.push_delay),
+        "WEBPUSH_MAX_CONNECTIONS": str(args.concurrency),
         "NOTIFICATIONS_PUSH_BACKEND": "notifications.backends.DelayedLoggingPushBackend",
         # WARNING by default: the logging backends log every push at INFO.
         "LOG_LEVEL": args.worker_log_level,

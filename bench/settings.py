@@ -16,6 +16,9 @@ NOTIFICATIONS_PUSH_BACKEND = os.environ.get(
     "NOTIFICATIONS_PUSH_BACKEND", "bench.pushes.RecordingDelayedPushBackend"
 )
 NOTIFICATIONS_PUSH_DELAY_SECONDS = float(os.environ.get("NOTIFICATIONS_PUSH_DELAY_SECONDS", "0.5"))
+# One HTTP/1.1 connection per push in flight: 2,000 pushes/s at 0.5 s each need more than the
+# default 1,000 (bench.push_throughput sets it to its --concurrency).
+WEBPUSH_MAX_CONNECTIONS = int(os.environ.get("WEBPUSH_MAX_CONNECTIONS", "1000"))
 
 # An experiment knob, off by default: the GIL switch interval of the server processes (5 ms
 # by default), to test how much of the latency is threads waiting for the GIL.

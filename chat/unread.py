@@ -30,6 +30,11 @@ class UnreadCounts(Protocol):
         counters are unavailable."""
         ...
 
+    def totals(self, user_ids: list[int]) -> dict[int, int]:
+        """Each user's total (read-only), for many users in one go: the push worker reads the
+        badges of a thousand recipients at once."""
+        ...
+
     def refresh(self, user_ids: list[int]) -> None:
         """Settle these users' counts against the database: the copy may have missed changes
         (Redis was unreachable, restarted or flushed)."""

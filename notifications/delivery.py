@@ -1,14 +1,23 @@
-"""Who gets which push, decided in the database when the push is due, and what came of it.
+"""The deliveries of pushes: planned in bulk when due, claimed in batches, settled in bulk.
 
-Synchronous ORM code; the worker's jobs call it through `sync_to_async`. Every push is a
-`PushDelivery` row, created pending, checked (read meanwhile? viewing? muted?), then claimed
-with one conditional UPDATE (pending -> sending) when a send slot is free, just before the
-backend is called (`deliveries_claim`, batched across jobs): a job that runs twice (a sweep
-after a crash, a relay that queued a message again) finds the row no longer pending and sends
-nothing. So each (message, device) is pushed at most once. A worker killed mid-batch leaves
-its unclaimed rows pending, and the re-run of its job sends them; only the pushes in flight at
-that moment stay `sending`, and `notifications.upkeep` marks them failed ("outcome unknown")
-after STALE_CLAIM_SECONDS rather than risk a second push.
+Synchronous ORM code; the worker's jobs call it on their database threads. Every push is a
+`PushDelivery` row. A job for a batch of messages creates the rows of all their recipients'
+active devices in one bulk INSERT (pending), asks `notifications.selectors` who gets a push
+(the one place those rules live), marks the others skipped (one UPDATE per reason) and reads
+every recipient's badge in one Redis pipeline (`plan`).
+
+The pushes are then claimed in batches, when send slots are free, with one
+`UPDATE ... RETURNING` per batch (pending -> sending, `deliveries_claim`), just before their
+backend is called: a job that runs twice (a sweep after a crash, a relay that queued the same
+messages again) finds the rows no longer pending and sends nothing. So each (message, device)
+is pushed at most once. A worker killed mid-job leaves its unclaimed rows pending, and the
+re-run of its job sends them; only the pushes claimed and in flight at that moment stay
+`sending`, and `notifications.upkeep` marks them failed ("outcome unknown") after
+STALE_CLAIM_SECONDS rather than risk a second push. Answers are recorded in bulk too: one
+UPDATE per outcome class (`deliveries_settle`).
+
+The hot path builds no ORM object per push: rows are read as plain values, and the targets
+and payloads shared by many pushes are built once.
 """
 
 import logging
@@ -19,18 +28,21 @@ from datetime import timedelta
 from typing import Any, NamedTuple
 
 from django.db import transaction
-from django.db.models import Case, F, IntegerField, QuerySet, Value, When
+from django.db.models import Case, DateTimeField, QuerySet, Value, When
 from django.utils import timezone
-from redis.exceptions import RedisError
 
-from chat import presence
-from chat.models import Membership, Message
 from chat.unread import unread_counts
-from notifications import metrics
+from notifications import metrics, rows
 from notifications.app_settings import app_settings
 from notifications.backends import PushMessage, PushOutcome, PushTarget
 from notifications.events import BadgePush, ChatMessagePush
-from notifications.models import Device, PushDelivery, RoomMute
+from notifications.models import Device, PushDelivery
+from notifications.selectors import (
+    PUSH,
+    MessagePushVerdicts,
+    PushableMessage,
+    message_push_verdicts,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +54,7 @@ BADGE_TTL_SECONDS = 24 * 3600
 BODY_PREVIEW = 200
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ReadyPush:
     """A checked delivery, ready for its backend once claimed (`attempt` is then set)."""
 
@@ -53,15 +65,21 @@ class ReadyPush:
     attempt: int = 0
 
 
+class _Device(NamedTuple):
+    pk: int
+    user_id: int
+    kind: str
+    address: str
+    keys: Any
+
+
 class _Pending(NamedTuple):
-    """A pending delivery and its device, read as plain values: the hot path builds no ORM
-    objects per push."""
+    """A pending delivery and its (active) device, as plain values."""
 
     pk: int
     message_id: int | None
     device_id: int
     user_id: int
-    active: bool
     kind: str
     address: str
     keys: Any
@@ -72,10 +90,10 @@ _PENDING_FIELDS = (
     "message_id",
     "device_id",
     "device__user_id",
-    "device__active",
     "device__kind",
     "device__address",
     "device__keys",
+    "device__active",
 )
 
 
@@ -88,61 +106,65 @@ class Settled:
     attempt: int = 0
 
 
-def message_deliveries(message_ids: list[int]) -> dict[int, list[ReadyPush]]:
-    """The due pushes of these messages, by message: one per active device of each member who
-    should get one. Batched: the same handful of queries for one message or a hundred."""
-    messages = {
-        m.pk: m for m in Message.objects.filter(pk__in=message_ids).select_related("room", "sender")
-    }
-    if not messages:
-        return {}
-    # Read once: who the members are, and how far each has read.
-    read_upto: dict[tuple[int, int], int] = {}
-    members: dict[int, list[int]] = {}
-    for room_id, user_id, upto in Membership.objects.filter(
-        room_id__in={m.room_id for m in messages.values()}
-    ).values_list("room_id", "user_id", "last_read_message_id"):
-        read_upto[room_id, user_id] = upto
-        members.setdefault(room_id, []).append(user_id)
-    devices: dict[int, list[int]] = {}
-    users = {user for room_members in members.values() for user in room_members}
-    for device_id, user_id in Device.objects.filter(user_id__in=users, active=True).values_list(
-        "pk", "user_id"
+def message_pushes(message_ids: list[int]) -> list[ReadyPush]:
+    """The due pushes of these messages: one per active device of each recipient the selector
+    says gets one; a skipped delivery (with its reason) for each of the others. The same
+    handful of statements for one message or a hundred, for one recipient or a thousand."""
+    verdicts = message_push_verdicts(message_ids)
+    recipients = {user for m in verdicts.messages for user in verdicts.recipients(m)}
+    devices: dict[int, list[_Device]] = {}
+    for device in Device.objects.filter(user_id__in=recipients, active=True).values_list(
+        "pk", "user_id", "kind", "address", "keys"
     ):
-        devices.setdefault(user_id, []).append(device_id)
-    rows = [
-        PushDelivery(kind=PushDelivery.Kind.MESSAGE, message_id=message.pk, device_id=device_id)
-        for message in messages.values()
-        for user_id in members.get(message.room_id, [])
-        if user_id != message.sender_id
-        for device_id in devices.get(user_id, [])
+        devices.setdefault(device[1], []).append(_Device(*device))
+    planned = [
+        (message_id, device.pk, Status.SKIPPED if reason else Status.PENDING, reason)
+        for message_id in verdicts.messages
+        for user_id, reason in verdicts.recipients(message_id).items()
+        for device in devices.get(user_id, ())
     ]
-    if not rows:
-        return {}
-    PushDelivery.objects.bulk_create(rows, ignore_conflicts=True, batch_size=1000)
-    ready = _prepare(
-        PushDelivery.objects.filter(
-            kind=PushDelivery.Kind.MESSAGE, message_id__in=messages, status=Status.PENDING
-        ),
-        messages=messages,
-        read_upto=read_upto,
+    if not planned:
+        return []
+    created = rows.message_deliveries_insert(planned, timezone.now())
+    skipped: dict[str, int] = {}
+    for *_, status, reason in created:
+        if status == Status.SKIPPED:
+            skipped[reason] = skipped.get(reason, 0) + 1
+    for reason, count in skipped.items():
+        metrics.PUSH_SKIPPED.labels(reason).inc(count)
+    if len(created) < len(planned):
+        # A run before this one made some rows (a job run twice, or swept after a crash):
+        # whichever run made them, those still pending are this one's to decide and send.
+        return _ready(
+            PushDelivery.objects.filter(
+                kind=PushDelivery.Kind.MESSAGE,
+                message_id__in=list(verdicts.messages),
+                status=Status.PENDING,
+                next_attempt_at=None,  # a row waiting for its retry is its retry job's
+            ),
+            verdicts,
+        )
+    by_pk = {device.pk: device for user_devices in devices.values() for device in user_devices}
+    return _build(
+        [
+            _Pending(pk, message_id, device_id, *by_pk[device_id][1:])
+            for pk, message_id, device_id, status, _ in created
+            if status == Status.PENDING
+        ],
+        verdicts,
     )
-    by_message: dict[int, list[ReadyPush]] = {}
-    for push in ready:
-        by_message.setdefault(push.message.payload["messageId"], []).append(push)
-    return by_message
 
 
-def badge_deliveries(user_id: int, seq: int) -> list[ReadyPush]:
+def badge_pushes(user_id: int, seq: int) -> list[ReadyPush]:
     """A silent badge update to every active device of the user, once per badge job."""
-    devices = list(Device.objects.filter(user_id=user_id, active=True).only("pk"))
+    devices = list(Device.objects.filter(user_id=user_id, active=True).values_list("pk", flat=True))
     if not devices:
         return []
     PushDelivery.objects.bulk_create(
-        [PushDelivery(kind=PushDelivery.Kind.BADGE, badge_seq=seq, device=d) for d in devices],
+        [PushDelivery(kind=PushDelivery.Kind.BADGE, badge_seq=seq, device_id=d) for d in devices],
         ignore_conflicts=True,
     )
-    return _prepare(
+    return _ready(
         PushDelivery.objects.filter(
             kind=PushDelivery.Kind.BADGE,
             badge_seq=seq,
@@ -152,161 +174,102 @@ def badge_deliveries(user_id: int, seq: int) -> list[ReadyPush]:
     )
 
 
-def retry_deliveries(delivery_id: int) -> list[ReadyPush]:
-    """A delivery due for another attempt, checked again like the first time."""
-    row = PushDelivery.objects.filter(pk=delivery_id, status=Status.PENDING).first()
+def retry_pushes(delivery_id: int) -> list[ReadyPush]:
+    """A delivery due for another attempt, decided again like the first time."""
+    row = (
+        PushDelivery.objects.filter(pk=delivery_id, status=Status.PENDING)
+        .values_list("kind", "message_id", "device__user_id")
+        .first()
+    )
     if row is None:
         return []
-    messages = {}
-    if row.kind == PushDelivery.Kind.MESSAGE:
-        message = (
-            Message.objects.filter(pk=row.message_id or 0).select_related("room", "sender").first()
-        )
-        if message is None:
-            _skip([row.pk], Reason.DELETED)
-            return []
-        messages[message.pk] = message
-    return _prepare(PushDelivery.objects.filter(pk=delivery_id, status=Status.PENDING), messages)
+    kind, message_id, user_id = row
+    pending = PushDelivery.objects.filter(pk=delivery_id, status=Status.PENDING)
+    if kind == PushDelivery.Kind.MESSAGE:
+        return _ready(pending, message_push_verdicts([message_id or 0], [user_id]))
+    return _ready(pending)
 
 
-def _prepare(
-    rows: QuerySet[PushDelivery],
-    messages: dict[int, Message] | None = None,
-    read_upto: dict[tuple[int, int], int] | None = None,
+def _ready(
+    pending_rows: QuerySet[PushDelivery], verdicts: MessagePushVerdicts | None = None
 ) -> list[ReadyPush]:
-    """Check and build the pushes of these pending rows (of messages, or badge rows)."""
-    pending = [_Pending(*values) for values in rows.values_list(*_PENDING_FIELDS)]
-    if not pending:
+    """Decide again and build the pushes of these pending rows (of messages, or badge rows)."""
+    skips: dict[str, list[int]] = {}
+    kept: list[_Pending] = []
+    for *values, active in pending_rows.values_list(*_PENDING_FIELDS):
+        row = _Pending(*values)
+        if not active:
+            reason: str = Reason.INACTIVE
+        elif verdicts is not None:
+            reason = verdicts.reason(row.message_id or 0, row.user_id)
+        else:
+            reason = PUSH
+        if reason == PUSH:
+            kept.append(row)
+        else:
+            skips.setdefault(reason, []).append(row.pk)
+    for reason, ids in skips.items():
+        _skip(ids, reason)
+    return _build(kept, verdicts)
+
+
+def _build(kept: list[_Pending], verdicts: MessagePushVerdicts | None) -> list[ReadyPush]:
+    if not kept:
         return []
-    inactive = [row.pk for row in pending if not row.active]
-    _skip(inactive, Reason.INACTIVE)
-    pending = [row for row in pending if row.active]
-    if messages:
-        pending = _without_skipped(pending, messages, read_upto)
-    if not pending:
-        return []
-    # Read before anything is claimed: if Redis is down this raises and the job is retried.
-    badges = {
-        user_id: unread_counts().counts(user_id, []).total
-        for user_id in {row.user_id for row in pending}
-    }
+    # Read before anything is claimed: one pipeline for every recipient.
+    badges = unread_counts().totals(list({row.user_id for row in kept}))
+    targets: dict[int, PushTarget] = {}
+    payloads: dict[tuple[int, int], PushMessage] = {}
     ready = []
-    for row in pending:
+    for row in kept:
+        target = targets.get(row.device_id)
+        if target is None:
+            target = targets[row.device_id] = PushTarget(
+                device_id=row.device_id, kind=row.kind, address=row.address, keys=row.keys or {}
+            )
         badge = badges[row.user_id]
-        message = messages.get(row.message_id or 0) if messages else None
+        message = verdicts.messages[row.message_id or 0] if verdicts is not None else None
+        key = (message.pk if message is not None else 0, badge)
+        payload = payloads.get(key)
+        if payload is None:
+            payload = payloads[key] = (
+                _chat_push(message, badge) if message is not None else _badge_push(badge)
+            )
         ready.append(
             ReadyPush(
                 delivery_id=row.pk,
-                target=PushTarget(
-                    device_id=row.device_id,
-                    kind=row.kind,
-                    address=row.address,
-                    keys=dict(row.keys or {}),
-                ),
-                message=_chat_push(message, badge) if message else _badge_push(badge),
+                target=target,
+                message=payload,
                 message_created_at=message.created_at.timestamp() if message else None,
             )
         )
     return ready
 
 
-def _without_skipped(
-    pending: list[_Pending],
-    messages: dict[int, Message],
-    read_upto: dict[tuple[int, int], int] | None,
-) -> list[_Pending]:
-    """Drop (and record) the deliveries whose user read the message, views the room or muted it."""
-    rooms = {message.room_id for message in messages.values()}
-    users = {row.user_id for row in pending}
-    if read_upto is None:
-        read_upto = {
-            (room_id, user_id): upto
-            for room_id, user_id, upto in Membership.objects.filter(
-                room_id__in=rooms, user_id__in=users
-            ).values_list("room_id", "user_id", "last_read_message_id")
-        }
-    muted = set(
-        RoomMute.objects.filter(room_id__in=rooms, user_id__in=users).values_list(
-            "room_id", "user_id"
-        )
-    )
-    viewing = {room_id: _viewers(room_id) for room_id in rooms}
-    reasons: dict[str, list[int]] = {}
-    reason: str
-    kept = []
-    for row in pending:
-        message = messages[row.message_id or 0]
-        user = (message.room_id, row.user_id)
-        if user not in read_upto:
-            reason = Reason.READ  # left the room: nothing of it is theirs to read any more
-        elif row.user_id in viewing[message.room_id]:
-            reason = Reason.VIEWING
-        elif read_upto[user] >= message.pk:
-            reason = Reason.READ
-        elif user in muted:
-            reason = Reason.MUTED
-        else:
-            kept.append(row)
-            continue
-        reasons.setdefault(reason, []).append(row.pk)
-    for reason, ids in reasons.items():
-        _skip(ids, reason)
-    return kept
-
-
-def _viewers(room_id: int) -> set[int]:
-    try:
-        return presence.viewer_ids(room_id)
-    except RedisError:
-        return set()  # unknown: the read pointer still catches whoever viewed at save time
-
-
 def _skip(ids: list[int], reason: str) -> None:
-    if not ids:
-        return
     skipped = PushDelivery.objects.filter(pk__in=ids, status=Status.PENDING).update(
         status=Status.SKIPPED, reason=reason, updated_at=timezone.now()
     )
     metrics.PUSH_SKIPPED.labels(reason).inc(skipped)
 
 
-def deliveries_claim(pushes: list[ReadyPush]) -> list[int | None]:
-    """Claim these pending deliveries for this run, recording the badge each will carry: the
-    attempt number of each push claimed, None where another run (or an earlier entry of this
-    list) has it. The UPDATE is the atomic step; the token tells this run's rows from those
-    another run claimed at the same moment."""
-    token = uuid.uuid4().hex
-    now = timezone.now()
-    ids_of_badge: dict[int, list[int]] = {}
-    for push in pushes:
-        ids_of_badge.setdefault(push.message.payload["badge"], []).append(push.delivery_id)
-    badge = Case(
-        *[When(pk__in=ids, then=Value(count)) for count, ids in ids_of_badge.items()],
-        output_field=IntegerField(),
+def deliveries_claim(pushes: list[ReadyPush]) -> dict[int, int]:
+    """Claim these pending deliveries for this run, recording the badge each will carry, in one
+    statement: {delivery id: its attempt number} of those claimed. A delivery missing from the
+    answer is another run's (or was settled meanwhile): not to send."""
+    return rows.deliveries_claim(
+        [(push.delivery_id, push.message.payload["badge"]) for push in pushes],
+        uuid.uuid4().hex,  # the run that claimed, for the admin
+        timezone.now(),
     )
-    ids = [push.delivery_id for push in pushes]
-    PushDelivery.objects.filter(pk__in=ids, status=Status.PENDING).update(
-        status=Status.SENDING,
-        attempts=F("attempts") + 1,
-        claimed_at=now,
-        updated_at=now,
-        claim_token=token,
-        badge=badge,
-    )
-    attempts = dict(
-        PushDelivery.objects.filter(pk__in=ids, claim_token=token).values_list("pk", "attempts")
-    )
-    # A delivery asked for twice in one batch (a job running twice) is sent by the first only.
-    return [attempts.pop(push.delivery_id, None) for push in pushes]
 
 
-def _chat_push(message: Message, badge: int) -> PushMessage:
-    sender = getattr(message.sender, "get_username", lambda: str(message.sender_id))()
+def _chat_push(message: PushableMessage, badge: int) -> PushMessage:
     payload: ChatMessagePush = {
         "type": "chat-message",
         "roomId": message.room_id,
         "messageId": message.pk,
-        "title": f"{sender} in {message.room.name}",
+        "title": f"{message.sender_name} in {message.room_name}",
         "body": message.body[:BODY_PREVIEW],
         "badge": badge,
     }
@@ -330,58 +293,74 @@ def _badge_push(badge: int) -> PushMessage:
 
 
 def deliveries_settle(results: list[tuple[ReadyPush, PushOutcome]]) -> list[Settled]:
-    """Record the services' answers, in a few statements for many pushes; each `retry` answer
-    comes back with when to try again."""
+    """Record the services' answers, one UPDATE per outcome class however many pushes; each
+    `retry` answer comes back with when to try again."""
     now = timezone.now()
     settled: list[Settled] = []
     # (status, last_error) -> delivery ids: one UPDATE for each.
     final: dict[tuple[str, str], list[int]] = {}
+    retries: list[tuple[int, str, float]] = []  # (delivery id, error, delay)
     gone_devices: list[int] = []
+    sent: dict[str, int] = {}  # per device kind, counted once per batch
+    latency = metrics.PUSH_LATENCY
+    now_seconds = now.timestamp()
     for push, outcome in results:
         kind = push.target.kind
-        error = outcome.error[:2000]
         if outcome.status == "delivered":
             final.setdefault((Status.SENT, ""), []).append(push.delivery_id)
-            metrics.PUSH_SENT.labels(kind).inc()
+            sent[kind] = sent.get(kind, 0) + 1
             if push.message_created_at is not None:
-                metrics.PUSH_LATENCY.observe(max(0.0, now.timestamp() - push.message_created_at))
+                latency.observe(max(0.0, now_seconds - push.message_created_at))
             settled.append(Settled(Status.SENT))
-        elif outcome.status == "gone":
+            continue
+        error = outcome.error[:2000]
+        if outcome.status == "gone":
             final.setdefault((Status.GONE, error), []).append(push.delivery_id)
             gone_devices.append(push.target.device_id)
             metrics.PUSH_GONE.labels(kind).inc()
             settled.append(Settled(Status.GONE))
         elif outcome.status == "retry" and push.attempt < app_settings.MAX_ATTEMPTS:
             delay = retry_delay(push.attempt, outcome.retry_after_seconds)
-            PushDelivery.objects.filter(pk=push.delivery_id, status=Status.SENDING).update(
-                status=Status.PENDING,
-                updated_at=now,
-                next_attempt_at=now + timedelta(seconds=delay),
-                last_error=error,
-            )
+            retries.append((push.delivery_id, error, delay))
             metrics.PUSH_RETRIED.labels(kind).inc()
-            settled.append(
-                Settled(Status.PENDING, retry_at=now.timestamp() + delay, attempt=push.attempt)
-            )
+            settled.append(Settled(Status.PENDING, now_seconds + delay, push.attempt))
         else:
             if outcome.status == "retry":
                 error = f"gave up after {push.attempt} attempts: {error}"
             final.setdefault((Status.FAILED, error), []).append(push.delivery_id)
             metrics.PUSH_FAILED.labels(kind).inc()
             settled.append(Settled(Status.FAILED))
+    for kind, count in sent.items():
+        metrics.PUSH_SENT.labels(kind).inc(count)
     with transaction.atomic():
         for (status, error), ids in final.items():
-            PushDelivery.objects.filter(pk__in=ids, status=Status.SENDING).update(
-                status=status,
-                updated_at=now,
-                last_error=error,
-                **({"sent_at": now} if status == Status.SENT else {}),
+            rows.deliveries_finish(
+                ids, status=status, error=error, now=now, sent=status == Status.SENT
             )
+        if retries:
+            _back_to_pending(retries, now)
         if gone_devices:
             Device.objects.filter(pk__in=gone_devices, active=True).update(
                 active=False, deactivated_at=now
             )
     return settled
+
+
+def _back_to_pending(retries: list[tuple[int, str, float]], now: Any) -> None:
+    """Retried deliveries, each with its own time and error: one UPDATE for them all."""
+    ids = [delivery_id for delivery_id, _, _ in retries]
+    PushDelivery.objects.filter(pk__in=ids, status=Status.SENDING).update(
+        status=Status.PENDING,
+        updated_at=now,
+        next_attempt_at=Case(
+            *[
+                When(pk=delivery_id, then=Value(now + timedelta(seconds=delay)))
+                for delivery_id, _, delay in retries
+            ],
+            output_field=DateTimeField(),
+        ),
+        last_error=Case(*[When(pk=pk, then=Value(error)) for pk, error, _ in retries]),
+    )
 
 
 def retry_delay(attempt: int, retry_after: float | None) -> float:

@@ -15,6 +15,7 @@ or add a user to the badge set; the worker's relay (notifications.relay) makes t
 """
 
 import asyncio
+import hashlib
 import logging
 import time
 from typing import Any
@@ -29,7 +30,8 @@ from chatproject.redis_client import prefixed, redis_connection
 
 logger = logging.getLogger(__name__)
 
-MESSAGE_JOB = "push_message"
+MESSAGES_JOB = "push_messages"
+MESSAGE_JOB = "push_message"  # one message: the jobs of relays from before batching
 BADGE_JOB = "push_badge"
 RETRY_JOB = "push_retry"
 
@@ -54,6 +56,13 @@ def heartbeat_key() -> str:
 
 def message_job_key(message_id: int) -> str:
     return f"message:{message_id}"
+
+
+def messages_job_key(message_ids: list[int]) -> str:
+    """Names the batch by all its ids: a relay that queues the same batch again is refused
+    while the first is unfinished, and a batch that differs by one message is another job."""
+    digest = hashlib.blake2b(",".join(map(str, message_ids)).encode(), digest_size=12)
+    return f"messages:{message_ids[0]}:{len(message_ids)}:{digest.hexdigest()}"
 
 
 def badge_job_key(user_id: int) -> str:

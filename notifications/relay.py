@@ -1,12 +1,15 @@
 """The relay: moves push intents from where they are durable to the queue.
 
 Runs in each push worker. Message intents are `PushOutbox` rows, committed with their messages;
-the relay queues one job per message (job key `message:<id>`, due at its creation plus the
-grace delay) and deletes the rows. It runs when nudged (a message committed) and at least every
-RELAY_POLL_SECONDS, so a message saved while Redis was unreachable gets its pushes once Redis is
-back. If the relay dies between queueing and deleting, the next pass queues the same keys
-again: saq refuses a key that is still unfinished, and a job that runs again finds its
-deliveries claimed. Several workers may relay at once for the same reasons.
+the relay queues one job per batch of them (up to MESSAGES_PER_JOB messages created within
+BATCH_SPAN_SECONDS of each other; job key `messages:<first id>:<count>:<digest of the ids>`,
+due at the newest one's creation plus the grace delay, so none is pushed before its grace
+delay and none waits more than the span beyond it) and deletes the rows. It runs when nudged
+(a message committed) and at least every RELAY_POLL_SECONDS, so a message saved while Redis
+was unreachable gets its pushes once Redis is back. If the relay dies between queueing and
+deleting, the next pass queues the same batches again: saq refuses a key that is still
+unfinished, and a job that runs again finds its deliveries claimed. Several workers may relay
+at once for the same reasons.
 
 Badge intents are users in a Redis sorted set (notifications.queue.badge_request): each becomes
 a job `badge:<user>` due BADGE_COALESCE_SECONDS after the first read, so a burst of reads
@@ -32,6 +35,8 @@ from notifications.models import PushOutbox
 logger = logging.getLogger(__name__)
 
 BATCH = 500
+MESSAGES_PER_JOB = 100
+BATCH_SPAN_SECONDS = 0.2
 UPKEEP_EVERY_SECONDS = 30.0
 
 
@@ -42,6 +47,25 @@ def outbox_batch() -> list[tuple[int, float]]:
 
 def outbox_delete(message_ids: list[int]) -> None:
     PushOutbox.objects.filter(message_id__in=message_ids).delete()
+
+
+def job_batches(rows: list[tuple[int, float]]) -> list[tuple[list[int], float]]:
+    """Outbox rows (message id, creation time, oldest first) cut into jobs: (message ids, the
+    newest creation time)."""
+    batches: list[tuple[list[int], float]] = []
+    ids: list[int] = []
+    first = newest = 0.0
+    for message_id, created in rows:
+        if ids and (len(ids) >= MESSAGES_PER_JOB or created - first > BATCH_SPAN_SECONDS):
+            batches.append((ids, newest))
+            ids = []
+        if not ids:
+            first = created
+        ids.append(message_id)
+        newest = max(newest, created) if len(ids) > 1 else created
+    if ids:
+        batches.append((ids, newest))
+    return batches
 
 
 class OutboxRelay:
@@ -84,12 +108,12 @@ class OutboxRelay:
                 await asyncio.gather(
                     *(
                         self.queue.enqueue_push(
-                            queue.MESSAGE_JOB,
-                            key=queue.message_job_key(message_id),
-                            at=created + grace,
-                            message_id=message_id,
+                            queue.MESSAGES_JOB,
+                            key=queue.messages_job_key(message_ids),
+                            at=newest + grace,
+                            message_ids=message_ids,
                         )
-                        for message_id, created in rows
+                        for message_ids, newest in job_batches(rows)
                     )
                 )
                 await in_db(outbox_delete)([m for m, _ in rows])

@@ -1,7 +1,8 @@
-"""Web Push (RFC 8030) with VAPID (RFC 8292) and aes128gcm payloads (RFC 8291), on pywebpush.
+"""Web Push (RFC 8030) with VAPID (RFC 8292) and aes128gcm payloads (RFC 8291).
 
-pywebpush encrypts the payload and posts it; we give it one shared aiohttp session per backend
-(so connections to a push service are kept alive and reused, not opened per push) and our own
+`notifications.ece` encrypts the payload (it was pywebpush until the push worker's CPU per push
+was measured: see that module) and one shared aiohttp session per backend posts it (so
+connections to a push service are kept alive and reused, not opened per push), with our own
 TLS context, made from the system trust store when the backend is made: aiohttp's default
 context is built when aiohttp is imported, so it would miss an SSL_CERT_FILE set later.
 
@@ -9,7 +10,7 @@ The VAPID JWT is signed once per push service origin and reused until half its l
 signing costs as much as the rest of a push's CPU, and a push service accepts the same token
 for every push until it expires (at most 24 hours, RFC 8292 §2).
 
-pywebpush defaults TTL to 0 ("deliver now or drop"), so the message's TTL is always passed.
+The message's TTL is always sent (pywebpush defaulted to 0, "deliver now or drop").
 Answers become a `PushOutcome`: 201/202 delivered, 404/410 gone, 429 and 5xx retry (after
 `Retry-After` when sent), other 4xx failed; timeouts and connection errors retry.
 """
@@ -21,13 +22,14 @@ import re
 import ssl
 import time
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
 from py_vapid import Vapid
-from pywebpush import WebPushException, webpush_async
 
+from notifications import ece
 from notifications.app_settings import app_settings
 from notifications.backends import PushMessage, PushOutcome, PushTarget
 from notifications.push_payload import compact_json, shorten_to_fit
@@ -97,8 +99,7 @@ class _VapidSigner:
 
     def headers_for(self, endpoint: str) -> dict[str, str]:
         assert self._vapid is not None
-        parts = urlsplit(endpoint)
-        audience = f"{parts.scheme}://{parts.netloc}"
+        audience = _origin(endpoint)
         now = time.time()
         cached = self._cache.get(audience)
         if cached is not None and cached[1] - now > VAPID_TOKEN_SECONDS / 2:
@@ -139,40 +140,39 @@ class WebPushBackend:
     async def send(self, target: PushTarget, message: PushMessage) -> PushOutcome:
         if self._signer is None or not self._signer.configured:
             return PushOutcome("failed", error="Web Push is not configured (no VAPID key)")
-        if not _is_http_url(target.address):
+        if not _origin(target.address):
             return PushOutcome("failed", error=f"bad endpoint: {target.address[:200]!r}")
         # A silent badge update is low urgency unless the worker said otherwise (backends.py).
         urgency = "low" if message.silent and message.urgency == "normal" else message.urgency
         headers: dict[str, Any] = {**self._signer.headers_for(target.address), "Urgency": urgency}
         if message.topic:
             headers["Topic"] = web_push_topic(message.topic)
-        subscription: dict[str, Any] = {"endpoint": target.address, "keys": dict(target.keys)}
         try:
-            await webpush_async(
-                subscription,
-                data=_payload_bytes(message.payload),
-                content_encoding="aes128gcm",
-                ttl=message.ttl_seconds,
-                headers=headers,
-                timeout=self._timeout,  # pywebpush says float; aiohttp wants a ClientTimeout
-                aiohttp_session=self._client(),
-            )
-        except WebPushException as error:
-            status = error.status_code
-            if status is None:
-                # Raised before any request: the subscription's keys are unusable.
-                return PushOutcome("failed", error=error.message)
-            return outcome_for_status(
-                status, retry_after=error.retry_after, error=_describe(status, error)
-            )
+            receiver = ece.receiver_keys(str(target.keys["p256dh"]), str(target.keys["auth"]))
+        except KeyError as missing:
+            return PushOutcome("failed", error=f"bad subscription: no {missing} key")
+        except (ValueError, TypeError) as error:
+            # Bad base64 or a point off the curve in p256dh/auth: no retry will fix it.
+            return PushOutcome("failed", error=f"bad subscription: {error}")
+        headers["TTL"] = str(message.ttl_seconds)
+        headers["Content-Encoding"] = "aes128gcm"
+        body = ece.encrypt(_payload_bytes(message.payload), receiver)
+        try:
+            async with self._client().post(target.address, data=body, headers=headers) as response:
+                # Read to the end, even when empty: the connection then goes back to the pool.
+                text = await response.text(errors="replace")
+                if 200 <= response.status < 300:
+                    return PushOutcome("delivered")
+                described = f"{response.status} {response.reason or ''}: {text.strip()[:200]}"
+                return outcome_for_status(
+                    response.status,
+                    retry_after=response.headers.get("Retry-After"),
+                    error=described.strip().rstrip(":"),
+                )
         except (aiohttp.InvalidURL, aiohttp.NonHttpUrlClientError) as error:
             return PushOutcome("failed", error=f"bad endpoint: {error}")
         except (TimeoutError, aiohttp.ClientError) as error:
             return PushOutcome("retry", error=f"{type(error).__name__}: {error}".rstrip(": "))
-        except (ValueError, TypeError) as error:
-            # Bad base64 or a point off the curve in p256dh/auth: no retry will fix it.
-            return PushOutcome("failed", error=f"bad subscription: {error}")
-        return PushOutcome("delivered")
 
     async def aclose(self) -> None:
         if self._session is not None:
@@ -190,14 +190,11 @@ def _payload_bytes(payload: dict[str, Any]) -> bytes:
     return compact_json(shorter)
 
 
-def _is_http_url(address: str) -> bool:
+@lru_cache(maxsize=50_000)
+def _origin(address: str) -> str:
+    """The push service origin of an endpoint (the VAPID audience); empty if not an http(s) URL.
+    Cached: parsing the same endpoint's URL twice per push showed in the worker's profile."""
     parts = urlsplit(address)
-    return parts.scheme in ("https", "http") and bool(parts.hostname)
-
-
-def _describe(status: int, error: WebPushException) -> str:
-    response = error.response
-    reason = getattr(response, "reason", "") or ""
-    # pywebpush has read the body into its message ("Push failed: 410 Gone\nResponse body:...").
-    body = error.message.split("Response body:", 1)[-1].strip() if error.message else ""
-    return f"{status} {reason}: {body[:200]}".strip().rstrip(":")
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        return ""
+    return f"{parts.scheme}://{parts.netloc}"

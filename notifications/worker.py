@@ -28,6 +28,9 @@ from notifications.relay import OutboxRelay
 logger = logging.getLogger(__name__)
 
 HEARTBEAT_SECONDS = 5.0
+# Jobs run at once, whatever the pushes in flight: a message job sends many pushes, and saq
+# keeps a Redis connection blocked per job slot.
+MAX_JOB_SLOTS = 200
 
 
 class PushWorker:
@@ -53,7 +56,8 @@ class PushWorker:
         return self.sender.failed if self.sender else 0
 
     async def run(self, stop: asyncio.Event) -> None:
-        push_queue = queue.push_queue(self.concurrency)
+        job_slots = min(self.concurrency, MAX_JOB_SLOTS)
+        push_queue = queue.push_queue(job_slots)
         await push_queue.connect()
         backends = self.backends or DeviceBackends()
         self.sender = jobs.Sender(backends, push_queue, self.concurrency)
@@ -61,7 +65,7 @@ class PushWorker:
         saq_worker = Worker(
             push_queue,
             functions=jobs.FUNCTIONS,
-            concurrency=self.concurrency,
+            concurrency=job_slots,
             dequeue_timeout=1.0,  # a stopping worker notices within a second
             shutdown_grace_period_s=int(app_settings.PUSH_TIMEOUT_SECONDS) + 5,
             timers=cast(

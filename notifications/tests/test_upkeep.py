@@ -50,7 +50,7 @@ def test_skips_are_counted_by_reason() -> None:
         return REGISTRY.get_sample_value("push_skipped_total", {"reason": "read"}) or 0.0
 
     before = skipped()
-    assert delivery.message_deliveries([message.pk]) == {}
+    assert delivery.message_pushes([message.pk]) == []
     assert skipped() == before + 1
     [row] = PushDelivery.objects.all()
     assert (row.status, row.reason) == ("skipped", "read")
