@@ -55,6 +55,23 @@ ALLOWED_HOSTS = [
     if host.strip()
 ]
 
+# --- HTTPS behind a reverse proxy (docs/configuration-and-production.md) ---------------------
+# All off by default, so a plain-HTTP run with DEBUG off (a laptop, the tests) keeps working:
+# a secure-only cookie would never come back over http://, and a redirect would loop.
+# The proxy terminates TLS and says so in X-Forwarded-Proto; trust that header only when a
+# proxy is known to set it (and to overwrite a client's own).
+if _env_bool("DJANGO_SECURE_PROXY", False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+_https = _env_bool("DJANGO_HTTPS", "SECURE_PROXY_SSL_HEADER" in globals())
+SESSION_COOKIE_SECURE = _env_bool("DJANGO_SESSION_COOKIE_SECURE", _https)
+CSRF_COOKIE_SECURE = _env_bool("DJANGO_CSRF_COOKIE_SECURE", _https)
+SECURE_SSL_REDIRECT = _env_bool("DJANGO_SSL_REDIRECT", _https)
+# Probes and scrapers inside the network ask the server directly, over plain HTTP.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^metrics$"]
+SECURE_HSTS_SECONDS = int(os.environ.get("DJANGO_HSTS_SECONDS") or 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = _env_bool("DJANGO_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = _env_bool("DJANGO_HSTS_PRELOAD", False)
+
 INSTALLED_APPS = [
     "daphne",
     "django.contrib.admin",
