@@ -158,7 +158,14 @@ TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "staticfiles"
+# Where `collectstatic` writes and, with DEBUG off, where the server reads them from
+# (chatproject/static_files.py): hashed names and compressed copies, whatever DEBUG is when
+# it runs, so one collect serves both.
+STATIC_ROOT = Path(os.environ.get("DJANGO_STATIC_ROOT") or BASE_DIR / "staticfiles")
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "chatproject.static_files.HashedCompressedStorage"},
+}
 # The web page (chat/pages.py) signs in with Django's own views.
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "chat-page"
