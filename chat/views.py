@@ -13,6 +13,7 @@ from django.views.decorators.csrf import csrf_exempt
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from chat import services
+from chat.errors import InvalidCredentials
 from chat.http import json_api, json_error, json_object, positive_int_param, string_field
 from chat.selectors import (
     HISTORY_DEFAULT_LIMIT,
@@ -21,9 +22,12 @@ from chat.selectors import (
     messages_before,
     rooms_of,
 )
+from chat.signin import retry_after_header
+from chat.signin_throttle import signin_failure_record, signin_lock_remaining
 from chat.tokens import token_create
 from chat.unread import unread_counts
 from chatproject import health
+from chatproject.client_address import client_address
 from chatproject.redis_client import redis_connection
 
 logger = logging.getLogger(__name__)
@@ -34,7 +38,21 @@ def token_view(request: HttpRequest) -> HttpResponse:
     payload = json_object(request)
     username = string_field(payload, "username")
     password = string_field(payload, "password")
-    token, user = token_create(username=username, password=password)
+    # Throttled as the sign-in page is (chat.signin_throttle): refused before the password
+    # is checked, a wrong one counted.
+    address = client_address(request)
+    retry_after = signin_lock_remaining(username=username, address=address)
+    if retry_after is not None:
+        response = json_error(
+            "rate_limited", "too many failed sign-ins for this username from this address", 429
+        )
+        response["Retry-After"] = retry_after_header(retry_after)
+        return response
+    try:
+        token, user = token_create(username=username, password=password)
+    except InvalidCredentials:
+        signin_failure_record(username=username, address=address)
+        raise
     return JsonResponse({"token": token, "userId": user.pk})
 
 

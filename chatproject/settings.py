@@ -27,6 +27,8 @@ def _env_bool(name: str, default: bool) -> bool:
 _OPERATOR_SETTINGS: dict[str, type[int] | type[float]] = {
     "CHAT_RATE_LIMIT_MESSAGES": int,
     "CHAT_RATE_LIMIT_WINDOW_SECONDS": int,
+    "CHAT_SIGNIN_FAILURE_LIMIT": int,
+    "CHAT_SIGNIN_WINDOW_SECONDS": int,
     "CHAT_PRESENCE_TTL_SECONDS": int,
     "CHAT_TOKEN_TTL_SECONDS": int,
     "CHAT_REDIS_WATCH_SECONDS": float,
@@ -54,6 +56,10 @@ ALLOWED_HOSTS = [
     for host in os.environ.get("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]").split(",")
     if host.strip()
 ]
+
+# Reverse proxies in front that append the client's address to X-Forwarded-For; 0 (none):
+# limits keyed by address use REMOTE_ADDR (chatproject/client_address.py).
+TRUSTED_PROXY_COUNT = int(os.environ.get("DJANGO_TRUSTED_PROXY_COUNT") or 0)
 
 # --- HTTPS behind a reverse proxy (docs/configuration-and-production.md) ---------------------
 # All off by default, so a plain-HTTP run with DEBUG off (a laptop, the tests) keeps working:
