@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
 
+from prometheus_client import Counter
 from redis.commands.core import Script
 from redis.exceptions import RedisError
 
@@ -29,6 +30,12 @@ from chat.app_settings import app_settings
 from chatproject.redis_client import prefixed, redis_connection
 
 logger = logging.getLogger(__name__)
+
+SIGNIN_FAILURES = Counter("signin_failures_total", "Failed sign-ins (page, API and admin).")
+SIGNIN_LOCKS = Counter(
+    "signin_locks_total", "(username, address) pairs locked by their latest failed sign-in."
+)
+SIGNIN_REFUSED = Counter("signin_refused_total", "Sign-ins refused because their pair was locked.")
 
 _NOW = """
 local t = redis.call('TIME')
@@ -112,7 +119,10 @@ def signin_lock_remaining(*, username: str, address: str) -> float | None:
     except RedisError as error:
         logger.warning("sign-in throttle unavailable, not throttling (%s)", error)
         return None
-    return None if remaining is None else max(0.0, float(remaining))
+    if remaining is None:
+        return None
+    SIGNIN_REFUSED.inc()
+    return max(0.0, float(remaining))
 
 
 def signin_failure_record(*, username: str, address: str) -> float | None:
@@ -120,6 +130,7 @@ def signin_failure_record(*, username: str, address: str) -> float | None:
     limit, window = app_settings.SIGNIN_FAILURE_LIMIT, app_settings.SIGNIN_WINDOW_SECONDS
     if limit <= 0:
         return None
+    SIGNIN_FAILURES.inc()
     keys = [_pair_key(username, address), _locked_key()]
     args: list[str | int] = [limit, window, uuid.uuid4().hex, _entry(username, address)]
     try:
@@ -129,6 +140,7 @@ def signin_failure_record(*, username: str, address: str) -> float | None:
         return None
     if locked_for is None:
         return None
+    SIGNIN_LOCKS.inc()
     logger.warning("sign-in locked for %r from %s after %d failures", username, address, limit)
     return float(locked_for)
 

@@ -10,7 +10,6 @@ from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from chat import services
 from chat.errors import InvalidCredentials
@@ -28,6 +27,7 @@ from chat.tokens import token_create
 from chat.unread import unread_counts
 from chatproject import health
 from chatproject.client_address import client_address
+from chatproject.metrics_export import metrics_access, metrics_payload
 from chatproject.redis_client import redis_connection
 
 logger = logging.getLogger(__name__)
@@ -131,7 +131,16 @@ def _redis_ok() -> None:
 
 @json_api(methods=("GET",), authenticated=False)
 def metrics_view(request: HttpRequest) -> HttpResponse:
-    return HttpResponse(generate_latest(), content_type=CONTENT_TYPE_LATEST)
+    """Private (METRICS_TOKEN) and whole (every process): chatproject.metrics_export."""
+    status = metrics_access(request.headers.get("Authorization", ""))
+    if status == 404:
+        return json_error("not_found", f"no API endpoint at {request.path}", 404)
+    if status == 401:
+        response = json_error("unauthorized", "Authorization: Bearer METRICS_TOKEN needed", 401)
+        response["WWW-Authenticate"] = 'Bearer realm="metrics"'
+        return response
+    body, content_type = metrics_payload()
+    return HttpResponse(body, content_type=content_type)
 
 
 @csrf_exempt  # nothing to protect, and a 404 says more than a CSRF failure would

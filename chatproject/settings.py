@@ -57,6 +57,10 @@ ALLOWED_HOSTS = [
     if host.strip()
 ]
 
+# GET /metrics answers only `Authorization: Bearer <this>`; unset, it is public with DEBUG on
+# and 404 with DEBUG off (chatproject/metrics_export.py).
+METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "")
+
 # Reverse proxies in front that append the client's address to X-Forwarded-For; 0 (none):
 # limits keyed by address use REMOTE_ADDR (chatproject/client_address.py).
 TRUSTED_PROXY_COUNT = int(os.environ.get("DJANGO_TRUSTED_PROXY_COUNT") or 0)
