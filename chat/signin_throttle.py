@@ -17,6 +17,7 @@ sign-in is not throttled (logged): refusing everyone would be the worse failure.
 import hashlib
 import json
 import logging
+import unicodedata
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -96,8 +97,10 @@ def _script(source: str) -> Script:
 
 
 def _pair_key(username: str, address: str) -> str:
-    # Hashed: a username is whatever a client typed, of any length and characters.
-    digest = hashlib.sha256(f"{username}\0{address}".encode()).hexdigest()[:32]
+    # Hashed: a username is whatever a client typed, of any length and characters. NFKC as
+    # the login form normalizes it, so the API's raw string counts toward the same pair.
+    typed = unicodedata.normalize("NFKC", username)
+    digest = hashlib.sha256(f"{typed}\0{address}".encode()).hexdigest()[:32]
     return prefixed("chat", "signin", "failures", digest)
 
 

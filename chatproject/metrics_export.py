@@ -41,7 +41,7 @@ _BEARER = "bearer "
 
 
 def multiprocess_dir() -> Path | None:
-    value = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or os.environ.get("prometheus_multiproc_dir")
+    value = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     return Path(value) if value else None
 
 

@@ -123,6 +123,12 @@ def test_the_window_slides() -> None:
     assert api_sign_in(Client(), "alice", PASSWORD).status_code == 200
 
 
+def test_a_username_counts_as_the_login_form_normalizes_it() -> None:
+    make_user("alice")
+    fail(10, username="\uff41lice")  # a fullwidth "a": the form would read "alice"
+    assert page_sign_in(Client(), "alice", PASSWORD).status_code == 429
+
+
 def test_unknown_usernames_are_throttled_alike() -> None:
     fail(10, username="nobody")
     assert api_sign_in(Client(), "nobody", "anything").status_code == 429
