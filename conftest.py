@@ -29,6 +29,12 @@ def pytest_configure(config: pytest.Config) -> None:
         settings.DATABASES["default"].setdefault("TEST", {})["NAME"] = str(
             run_dir / f"{prefix}.sqlite3"
         )
+    # Pages rendered in the test process name their files as in development: the hashed names
+    # need a `collectstatic` (the production path has its own tests, on a server process).
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    }
     # Real hashing costs ~0.3 s a user; tests create hundreds.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 

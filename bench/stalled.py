@@ -16,6 +16,7 @@ import asyncio
 import base64
 import json
 import os
+import secrets
 import socket
 import subprocess
 import sys
@@ -52,6 +53,9 @@ def database_url(settings_dict: dict[str, Any]) -> str:
     return f"postgres://{user}{password}@{host}:{port}/{settings_dict['NAME']}"
 
 
+METRICS_TOKEN = secrets.token_urlsafe(16)
+
+
 class Server:
     """One daphne process serving the project, with `env` on top of this process's."""
 
@@ -61,6 +65,8 @@ class Server:
             **os.environ,
             "DJANGO_SETTINGS_MODULE": "bench.stalled_settings",
             "DJANGO_DEBUG": "0",
+            # /metrics is private with DEBUG off: the bench reads it with this token.
+            "METRICS_TOKEN": METRICS_TOKEN,
             "LOG_LEVEL": "WARNING",
             "PYTHONPATH": str(ROOT),
             **env,
@@ -104,7 +110,8 @@ class Server:
     def metrics(self) -> dict[str, float]:
         """GET /metrics, each sample by its name with labels."""
         url = f"http://127.0.0.1:{self.port}/metrics"
-        with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310 - loopback
+        request = urllib.request.Request(url, headers={"Authorization": f"Bearer {METRICS_TOKEN}"})
+        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - loopback
             text = response.read().decode()
         samples = {}
         for line in text.splitlines():

@@ -10,17 +10,25 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.db.models import Count, QuerySet
 from django.forms import BaseInlineFormSet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path
 from django.utils import timezone
 from django.utils.text import Truncator
 
 from chat.app_settings import app_settings
-from chat.models import AuthToken, Membership, Message, Room
+from chat.models import AuthToken, Membership, Message, Room, SignInLock
 from chat.revocation import token_revoke
 from chat.selectors import latest_message_id
 from chat.services import room_mark_all_read
+from chat.signin import ThrottledAdminAuthenticationForm
+from chat.signin_throttle import signin_locks, signin_unlock
+
+# The admin's own login is throttled like /login/ (chat.signin), shown as its form error.
+admin.site.login_form = ThrottledAdminAuthenticationForm
 
 
 class MembershipInline(admin.TabularInline):
@@ -173,3 +181,43 @@ class AuthTokenAdmin(admin.ModelAdmin):
         # The service also closes the WebSocket connections these tokens opened.
         revoked = token_revoke(token_ids=queryset.values_list("pk", flat=True))
         self.message_user(request, f"Revoked {revoked} token(s).", messages.SUCCESS)
+
+
+@admin.register(SignInLock)
+class SignInLockAdmin(admin.ModelAdmin):
+    """The (username, address) pairs refused for failed sign-ins right now, read from Redis,
+    each with a button that lifts its lock (chat.signin_throttle)."""
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def get_urls(self) -> list[URLPattern]:
+        # The list is the one page: there is no table behind the model to add to or change.
+        info = self.opts.app_label, self.opts.model_name
+        view = self.admin_site.admin_view(self.changelist_view)
+        return [path("", view, name="{}_{}_changelist".format(*info))]
+
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        if not self.has_view_or_change_permission(request):
+            raise PermissionDenied
+        if request.method == "POST":
+            if not self.has_change_permission(request):
+                raise PermissionDenied
+            username, address = request.POST.get("username", ""), request.POST.get("address", "")
+            signin_unlock(username=username, address=address)
+            self.message_user(request, f"Unlocked {username!r} from {address}.", messages.SUCCESS)
+            return HttpResponseRedirect(request.path)
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "title": "Sign-in locks",
+            "locks": signin_locks(),
+            "can_unlock": self.has_change_permission(request),
+            **(extra_context or {}),
+        }
+        return TemplateResponse(request, "admin/chat/signin_locks.html", context)

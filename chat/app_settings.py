@@ -29,6 +29,15 @@ class _ChatSettings:
         return self._int("RATE_LIMIT_WINDOW_SECONDS", 10)
 
     @property
+    def SIGNIN_FAILURE_LIMIT(self) -> int:  # noqa: N802
+        """Failed sign-ins one (username, address) may make per window before it is refused."""
+        return self._int("SIGNIN_FAILURE_LIMIT", 10)
+
+    @property
+    def SIGNIN_WINDOW_SECONDS(self) -> int:  # noqa: N802
+        return self._int("SIGNIN_WINDOW_SECONDS", 300)
+
+    @property
     def TOKEN_TTL_SECONDS(self) -> int:  # noqa: N802
         return self._int("TOKEN_TTL_SECONDS", 24 * 3600)
 

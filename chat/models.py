@@ -84,3 +84,17 @@ class AuthToken(models.Model):
     @property
     def is_active(self) -> bool:
         return self.revoked_at is None and self.expires_at > timezone.now()
+
+
+class SignInLock(models.Model):
+    """No table: the admin's entry for the sign-in locks, which live in Redis
+    (chat.signin_throttle). Its admin page lists them and unlocks; the permissions that
+    Django makes for it say which staff may see (view) and unlock (change) them."""
+
+    class Meta:
+        managed = False
+        default_permissions = ("view", "change")
+        verbose_name = "sign-in lock"
+
+    def __str__(self) -> str:
+        return "sign-in lock"

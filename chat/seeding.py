@@ -4,6 +4,7 @@ from typing import TypedDict
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.hashers import check_password, make_password
 from django.db import transaction
 
 from chat.models import Membership, Room
@@ -44,7 +45,7 @@ def seed_demo(*, users: int, rooms: int, members_per_room: int, password: str) -
         raise ValueError("--password must not be empty")
 
     with transaction.atomic():
-        seeded_users = [_demo_user(f"user{n}", password) for n in range(1, users + 1)]
+        seeded_users = _demo_users([f"user{n}" for n in range(1, users + 1)], password)
         others = seeded_users[1:]
         per_room = min(members_per_room, users) - 1  # besides user1
         seeded_rooms = []
@@ -73,13 +74,35 @@ def seed_demo(*, users: int, rooms: int, members_per_room: int, password: str) -
     }
 
 
-def _demo_user(username: str, password: str) -> AbstractBaseUser:
-    user, created = get_user_model().objects.get_or_create(username=username)
-    # Only when it differs: a new hash would also log the user's browser sessions out.
-    if created or not user.check_password(password):
-        user.set_password(password)
-        user.save(update_fields=["password"])
-    return user
+def _demo_users(usernames: list[str], password: str) -> list[AbstractBaseUser]:
+    """The users, created or brought to this password, hashing it once for them all.
+
+    A hash costs ~0.3 s by design, so one per user made `--users 1001` take minutes. Every new
+    user gets the same hash (the salt guards against tables precomputed for many passwords,
+    not against demo users sharing one); an existing user's stored hash is checked once per
+    distinct hash, as earlier runs gave most of them the same one.
+    """
+    model = get_user_model()
+    existing = {user.get_username(): user for user in model.objects.filter(username__in=usernames)}
+    shared_hash = make_password(password)
+    matches: dict[str, bool] = {}  # stored hash -> whether it is this password's
+    stale = []
+    for user in existing.values():
+        if user.password not in matches:
+            matches[user.password] = check_password(password, user.password)
+        # Only when it differs: a new hash would also log the user's browser sessions out.
+        if not matches[user.password]:
+            user.password = shared_hash
+            stale.append(user)
+    model.objects.bulk_update(stale, ["password"], batch_size=500)
+    new_users = [model(username=name, password=shared_hash) for name in usernames]
+    created = {
+        user.get_username(): user
+        for user in model.objects.bulk_create(
+            [user for user in new_users if user.get_username() not in existing], batch_size=500
+        )
+    }
+    return [existing.get(name) or created[name] for name in usernames]
 
 
 DEMO_STAFF_USERNAME = "staff"

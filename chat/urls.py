@@ -2,18 +2,13 @@ from django.contrib.auth import views as auth_views
 from django.urls import path
 
 from chat import pages, views
+from chat.signin import SignInView
 
 urlpatterns = [
     path("", pages.chat_page_view, name="chat-page"),
     path("names.json", pages.member_names_view, name="member-names"),
     path("sw.js", pages.service_worker_view, name="service-worker"),
-    path(
-        "login/",
-        auth_views.LoginView.as_view(
-            template_name="chat/login.html", redirect_authenticated_user=True
-        ),
-        name="login",
-    ),
+    path("login/", SignInView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("api/auth/token", views.token_view, name="api-token"),
     path("api/rooms", views.rooms_view, name="api-rooms"),

@@ -10,9 +10,9 @@ from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from chat import services
+from chat.errors import InvalidCredentials
 from chat.http import json_api, json_error, json_object, positive_int_param, string_field
 from chat.selectors import (
     HISTORY_DEFAULT_LIMIT,
@@ -21,9 +21,13 @@ from chat.selectors import (
     messages_before,
     rooms_of,
 )
+from chat.signin import retry_after_header
+from chat.signin_throttle import signin_failure_record, signin_lock_remaining
 from chat.tokens import token_create
 from chat.unread import unread_counts
 from chatproject import health
+from chatproject.client_address import client_address
+from chatproject.metrics_export import metrics_access, metrics_payload
 from chatproject.redis_client import redis_connection
 
 logger = logging.getLogger(__name__)
@@ -34,7 +38,21 @@ def token_view(request: HttpRequest) -> HttpResponse:
     payload = json_object(request)
     username = string_field(payload, "username")
     password = string_field(payload, "password")
-    token, user = token_create(username=username, password=password)
+    # Throttled as the sign-in page is (chat.signin_throttle): refused before the password
+    # is checked, a wrong one counted.
+    address = client_address(request)
+    retry_after = signin_lock_remaining(username=username, address=address)
+    if retry_after is not None:
+        response = json_error(
+            "rate_limited", "too many failed sign-ins for this username from this address", 429
+        )
+        response["Retry-After"] = retry_after_header(retry_after)
+        return response
+    try:
+        token, user = token_create(username=username, password=password)
+    except InvalidCredentials:
+        signin_failure_record(username=username, address=address)
+        raise
     return JsonResponse({"token": token, "userId": user.pk})
 
 
@@ -113,7 +131,16 @@ def _redis_ok() -> None:
 
 @json_api(methods=("GET",), authenticated=False)
 def metrics_view(request: HttpRequest) -> HttpResponse:
-    return HttpResponse(generate_latest(), content_type=CONTENT_TYPE_LATEST)
+    """Private (METRICS_TOKEN) and whole (every process): chatproject.metrics_export."""
+    status = metrics_access(request.headers.get("Authorization", ""))
+    if status == 404:
+        return json_error("not_found", f"no API endpoint at {request.path}", 404)
+    if status == 401:
+        response = json_error("unauthorized", "Authorization: Bearer METRICS_TOKEN needed", 401)
+        response["WWW-Authenticate"] = 'Bearer realm="metrics"'
+        return response
+    body, content_type = metrics_payload()
+    return HttpResponse(body, content_type=content_type)
 
 
 @csrf_exempt  # nothing to protect, and a 404 says more than a CSRF failure would

@@ -31,6 +31,7 @@ from chatproject.metrics import (
     CONNECTION_QUEUE_DEPTH_MAX,
     CONNECTION_QUEUED_FRAMES,
     CONNECTION_QUEUES_ABANDONED,
+    gauge_reads,
 )
 
 logger = logging.getLogger(__name__)
@@ -119,8 +120,8 @@ def _queue_depths() -> list[int]:
     ]
 
 
-CONNECTION_QUEUE_DEPTH_MAX.set_function(lambda: max(_queue_depths(), default=0))
-CONNECTION_QUEUED_FRAMES.set_function(lambda: sum(_queue_depths()))
+gauge_reads(CONNECTION_QUEUE_DEPTH_MAX, lambda: max(_queue_depths(), default=0))
+gauge_reads(CONNECTION_QUEUED_FRAMES, lambda: sum(_queue_depths()))
 
 
 class PipelinedPubSubChannelLayer(RedisPubSubChannelLayer):

@@ -35,7 +35,12 @@ from prometheus_client import Gauge
 
 from chatproject.metrics import LANE_EVENTS_COALESCED, LANE_EVENTS_SHED, instrumented_receiver
 
-LANE_BACKLOG = Gauge("lane_backlog", "Events waiting for or running in a receiver lane.", ["lane"])
+LANE_BACKLOG = Gauge(
+    "lane_backlog",
+    "Events waiting for or running in a receiver lane (of all processes).",
+    ["lane"],
+    multiprocess_mode="livesum",
+)
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -1,10 +1,14 @@
 """Prometheus metrics and the wrapper that makes every signal receiver observable.
 
-Served as text by GET /metrics. Each process keeps its own registry (daphne, push worker).
+Served as text by GET /metrics (chatproject.metrics_export): the figures of every process of
+the host in multiprocess mode (PROMETHEUS_MULTIPROC_DIR), else of the process that answered.
+Each gauge says how processes' values combine (`multiprocess_mode`); it is ignored otherwise.
 """
 
 import functools
 import logging
+import os
+import threading
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -45,10 +49,14 @@ FANOUT_FAILURES = Counter(
 
 # Back-pressure (README "Back-pressure"): connections that fall behind, and receiver lanes.
 CONNECTION_QUEUE_DEPTH_MAX = Gauge(
-    "connection_queue_depth_max", "Frames waiting in this process's fullest connection queue."
+    "connection_queue_depth_max",
+    "Frames waiting in the fullest connection queue (of all processes).",
+    multiprocess_mode="livemax",
 )
 CONNECTION_QUEUED_FRAMES = Gauge(
-    "connection_queued_frames", "Frames waiting in all connection queues of this process."
+    "connection_queued_frames",
+    "Frames waiting in all connection queues (of all processes).",
+    multiprocess_mode="livesum",
 )
 CONNECTION_FRAMES_COALESCED = Counter(
     "connection_frames_coalesced_total",
@@ -63,7 +71,9 @@ CONNECTION_QUEUES_ABANDONED = Counter(
     "Channels dropped because no consumer read them any more (their consumer was gone).",
 )
 CONNECTIONS_BEHIND = Gauge(
-    "connections_behind", "Connections whose client is not reading fast enough right now."
+    "connections_behind",
+    "Connections whose client is not reading fast enough right now.",
+    multiprocess_mode="livesum",
 )
 SLOW_CONSUMER_DISCONNECTS = Counter(
     "slow_consumer_disconnects_total",
@@ -82,6 +92,45 @@ LANE_EVENTS_SHED = Counter(
 )
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+# How often each process samples the gauges it computes (gauge_reads) in multiprocess mode.
+SAMPLE_SECONDS = 1.0
+_sampled: list[tuple[Gauge, Callable[[], float]]] = []
+_sampler_lock = threading.Lock()
+_sampler: threading.Thread | None = None
+
+
+def gauge_reads(gauge: Gauge, read: Callable[[], float]) -> None:
+    """Make `read()` the gauge's value.
+
+    In one process the scrape calls it (`set_function`), so the figure is exact. In
+    multiprocess mode the scrape runs in whichever process answered and reads the others'
+    files, where a function cannot be called: each process then samples its own value every
+    SAMPLE_SECONDS on a daemon thread, so the figure is at most that old.
+    """
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        gauge.set_function(read)
+        return
+    global _sampler
+    with _sampler_lock:
+        _sampled.append((gauge, read))
+        if _sampler is None:
+            _sampler = threading.Thread(target=_sample_forever, name="metrics-sampler", daemon=True)
+            _sampler.start()
+
+
+def sample_gauges() -> None:
+    for gauge, read in list(_sampled):
+        try:
+            gauge.set(read())
+        except Exception:  # a figure is not worth a dead sampler
+            logger.exception("sampling %s failed", gauge._name)
+
+
+def _sample_forever() -> None:
+    while True:
+        sample_gauges()
+        time.sleep(SAMPLE_SECONDS)
 
 
 def instrumented_receiver(name: str) -> Callable[[F], F]:

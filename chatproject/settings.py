@@ -27,6 +27,8 @@ def _env_bool(name: str, default: bool) -> bool:
 _OPERATOR_SETTINGS: dict[str, type[int] | type[float]] = {
     "CHAT_RATE_LIMIT_MESSAGES": int,
     "CHAT_RATE_LIMIT_WINDOW_SECONDS": int,
+    "CHAT_SIGNIN_FAILURE_LIMIT": int,
+    "CHAT_SIGNIN_WINDOW_SECONDS": int,
     "CHAT_PRESENCE_TTL_SECONDS": int,
     "CHAT_TOKEN_TTL_SECONDS": int,
     "CHAT_REDIS_WATCH_SECONDS": float,
@@ -54,6 +56,31 @@ ALLOWED_HOSTS = [
     for host in os.environ.get("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]").split(",")
     if host.strip()
 ]
+
+# GET /metrics answers only `Authorization: Bearer <this>`; unset, it is public with DEBUG on
+# and 404 with DEBUG off (chatproject/metrics_export.py).
+METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "")
+
+# Reverse proxies in front that append the client's address to X-Forwarded-For; 0 (none):
+# limits keyed by address use REMOTE_ADDR (chatproject/client_address.py).
+TRUSTED_PROXY_COUNT = int(os.environ.get("DJANGO_TRUSTED_PROXY_COUNT") or 0)
+
+# --- HTTPS behind a reverse proxy (docs/configuration-and-production.md) ---------------------
+# All off by default, so a plain-HTTP run with DEBUG off (a laptop, the tests) keeps working:
+# a secure-only cookie would never come back over http://, and a redirect would loop.
+# The proxy terminates TLS and says so in X-Forwarded-Proto; trust that header only when a
+# proxy is known to set it (and to overwrite a client's own).
+if _env_bool("DJANGO_SECURE_PROXY", False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+_https = _env_bool("DJANGO_HTTPS", "SECURE_PROXY_SSL_HEADER" in globals())
+SESSION_COOKIE_SECURE = _env_bool("DJANGO_SESSION_COOKIE_SECURE", _https)
+CSRF_COOKIE_SECURE = _env_bool("DJANGO_CSRF_COOKIE_SECURE", _https)
+SECURE_SSL_REDIRECT = _env_bool("DJANGO_SSL_REDIRECT", _https)
+# Probes and scrapers inside the network ask the server directly, over plain HTTP.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^metrics$"]
+SECURE_HSTS_SECONDS = int(os.environ.get("DJANGO_HSTS_SECONDS") or 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = _env_bool("DJANGO_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = _env_bool("DJANGO_HSTS_PRELOAD", False)
 
 INSTALLED_APPS = [
     "daphne",
@@ -141,7 +168,14 @@ TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "staticfiles"
+# Where `collectstatic` writes and, with DEBUG off, where the server reads them from
+# (chatproject/static_files.py): hashed names and compressed copies, whatever DEBUG is when
+# it runs, so one collect serves both.
+STATIC_ROOT = Path(os.environ.get("DJANGO_STATIC_ROOT") or BASE_DIR / "staticfiles")
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "chatproject.static_files.HashedCompressedStorage"},
+}
 # The web page (chat/pages.py) signs in with Django's own views.
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "chat-page"

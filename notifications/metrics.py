@@ -1,4 +1,4 @@
-"""Prometheus metrics of the push path (served by GET /metrics of each process)."""
+"""Prometheus metrics of the push path (GET /metrics, or the worker's --metrics-port)."""
 
 from prometheus_client import Counter, Gauge, Histogram
 
@@ -14,7 +14,10 @@ PUSH_FAILED = Counter(
 PUSH_RETRIED = Counter("push_retried_total", "Push attempts that will be tried again.", ["kind"])
 PUSH_GONE = Counter("push_gone_total", "Devices the push service said are gone.", ["kind"])
 PUSH_QUEUE_DEPTH = Gauge(
-    "push_queue_depth", "Push jobs not finished (scheduled, queued, running), per the worker."
+    "push_queue_depth",
+    "Push jobs not finished (scheduled, queued, running), per the worker that counted last.",
+    # Every worker counts the one shared queue: the latest count is the figure, not a sum.
+    multiprocess_mode="livemostrecent",
 )
 PUSH_LATENCY = Histogram(
     "push_delivery_latency_seconds",

@@ -75,6 +75,9 @@ def test_every_registered_models_pages_load_for_a_superuser() -> None:
         info = (model._meta.app_label, model._meta.model_name)
         changelist = client.get(reverse("admin:{}_{}_changelist".format(*info)))
         assert changelist.status_code == 200, info
+        if not model._meta.managed:  # no table: a page of its own (chat.SignInLock, Redis)
+            checked.append(info)
+            continue
         assert changelist.context["cl"].result_count >= 1, info
         obj = changelist.context["cl"].result_list[0]
         change = client.get(reverse("admin:{}_{}_change".format(*info), args=[obj.pk]))

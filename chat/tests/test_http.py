@@ -396,6 +396,7 @@ def test_healthz_names_the_database_when_it_is_down(
     assert (response.json()["database"], response.json()["redis"]) == ("down", "ok")
 
 
+@override_settings(DEBUG=True)
 def test_metrics_serves_prometheus_text(client: Client) -> None:
     response = client.get("/metrics")
     assert response.status_code == 200

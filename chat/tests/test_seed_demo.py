@@ -5,7 +5,9 @@ from typing import Any
 
 import pytest
 from django.contrib.auth import authenticate, get_user_model
+from django.contrib.auth.hashers import MD5PasswordHasher
 from django.core.management import CommandError, call_command
+from django.test import override_settings
 
 from chat.models import Membership, Message, Room
 
@@ -151,3 +153,38 @@ def test_invalid_arguments_are_command_errors(args: tuple[str, ...], complaint: 
         call_command("seed_demo", *args, stdout=out)
     assert out.getvalue() == ""
     assert not get_user_model().objects.exists()
+
+
+class CountingHasher(MD5PasswordHasher):
+    """MD5 (the tests' hasher) that counts the new hashes it makes (each takes a new salt; a
+    check re-encodes with the stored one) and the hashes it checks."""
+
+    algorithm = "counting_md5"
+    encoded = 0
+    verified = 0
+
+    def salt(self) -> str:
+        CountingHasher.encoded += 1
+        return super().salt()
+
+    def verify(self, password: str, encoded: str) -> bool:
+        CountingHasher.verified += 1
+        return super().verify(password, encoded)
+
+
+@pytest.mark.django_db
+@override_settings(PASSWORD_HASHERS=["chat.tests.test_seed_demo.CountingHasher"])
+def test_the_shared_password_is_hashed_once_for_all_users() -> None:
+    CountingHasher.encoded = CountingHasher.verified = 0
+    seed("--users", "30", "--rooms", "2", "--password", "pw-1")
+    assert CountingHasher.encoded == 1
+    hashes = set(get_user_model().objects.values_list("password", flat=True))
+    assert len(hashes) == 1
+    assert hashes.pop().startswith("counting_md5$")
+    # A rerun with more users checks the old hash once and hashes once for the new ones.
+    CountingHasher.encoded = CountingHasher.verified = 0
+    seed("--users", "40", "--rooms", "2", "--password", "pw-1")
+    assert (CountingHasher.encoded, CountingHasher.verified) == (1, 1)
+    assert get_user_model().objects.count() == 40
+    for n in (1, 30, 40):
+        assert authenticate(username=f"user{n}", password="pw-1") is not None

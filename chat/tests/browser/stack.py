@@ -50,6 +50,17 @@ def browser_missing() -> str | None:
 ROOT = Path(settings.BASE_DIR)
 
 
+def collect_static(root: Path) -> None:
+    """`collectstatic` into `root`, as an operator runs it before starting the server."""
+    subprocess.run(
+        [sys.executable, "manage.py", "collectstatic", "--noinput", "-v", "0"],
+        cwd=ROOT,
+        env={**os.environ, "DJANGO_STATIC_ROOT": str(root), "REDIS_URL": settings.REDIS_URL},
+        check=True,
+        timeout=120,
+    )
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -69,9 +80,13 @@ def database_url() -> str:
 
 
 class LiveServer:
-    """daphne serving chatproject on a fixed port, which survives restarts."""
+    """daphne serving chatproject on a fixed port, which survives restarts.
 
-    def __init__(self, log_path: Path) -> None:
+    In development mode (DEBUG on) unless `env` says otherwise, e.g. DJANGO_DEBUG=0 with the
+    DJANGO_STATIC_ROOT a `collectstatic` wrote.
+    """
+
+    def __init__(self, log_path: Path, **env: str) -> None:
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
@@ -83,6 +98,7 @@ class LiveServer:
             "REDIS_KEY_PREFIX": settings.REDIS_KEY_PREFIX,
             "DJANGO_DEBUG": "1",  # daphne serves the static files
             "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
+            **env,
         }
 
     def start(self, timeout: float = 60) -> None:

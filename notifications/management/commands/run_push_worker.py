@@ -3,8 +3,8 @@ import signal
 from typing import Any
 
 from django.core.management.base import BaseCommand
-from prometheus_client import start_http_server
 
+from chatproject.metrics_export import serve_metrics
 from notifications.worker import PushWorker
 
 
@@ -14,12 +14,19 @@ class Command(BaseCommand):
     def add_arguments(self, parser: Any) -> None:
         parser.add_argument("--concurrency", type=int, default=None, help="pushes in flight")
         parser.add_argument(
-            "--metrics-port", type=int, default=None, help="serve /metrics on this port"
+            "--metrics-port",
+            type=int,
+            default=None,
+            help="serve /metrics on this port (with METRICS_TOKEN, as the web's)",
         )
+        parser.add_argument("--metrics-host", default="127.0.0.1", help="address of --metrics-port")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        if options["metrics_port"]:
-            start_http_server(options["metrics_port"], addr="127.0.0.1")
+        if options["metrics_port"] is not None:
+            port = serve_metrics(
+                port=options["metrics_port"], host=options["metrics_host"]
+            ).server_port
+            self.stdout.write(f"metrics on http://{options['metrics_host']}:{port}/metrics")
         worker = PushWorker(concurrency=options["concurrency"])
         asyncio.run(self._run(worker))
         self.stdout.write(f"push worker stopped: {worker.sent} sent, {worker.failed} failed")
