@@ -67,13 +67,17 @@ def _close_leftover_database_connections(django_db_setup: None) -> Iterator[None
     yield
     import gc
     import threading
+    import weakref
 
     from django.db.backends.base.base import BaseDatabaseWrapper
 
     main = threading.main_thread().ident
+    # A dead weakref.proxy raises ReferenceError on isinstance(): skip proxies by their type.
+    proxies = (weakref.ProxyType, weakref.CallableProxyType)
     for wrapper in gc.get_objects():
         if (
-            isinstance(wrapper, BaseDatabaseWrapper)
+            type(wrapper) not in proxies
+            and isinstance(wrapper, BaseDatabaseWrapper)
             and wrapper.connection is not None
             and getattr(wrapper, "_thread_ident", main) != main
         ):
