@@ -1,5 +1,5 @@
-"""Real server processes for the tests: daphne subprocesses, a Redis of their own, and a
-WebSocket client over real sockets (the `websockets` library).
+"""Real server processes for the tests: daphne (alone, or as `manage.py serve` with its
+workers), a Redis of their own, and a WebSocket client over real sockets (`websockets`).
 
 The processes share the test database (the SQLite file of conftest.py, or PostgreSQL when
 DATABASE_URL is set) and this run's Redis key prefix, so they see what the test writes and
@@ -14,9 +14,12 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from django.conf import settings
 from django.db import connection
@@ -34,13 +37,46 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def test_database_url() -> str:
+def database_url_of_tests() -> str:
     """The URL of the database this test run uses, for child processes."""
     db = connection.settings_dict
     if db["ENGINE"].endswith("sqlite3"):
         return f"sqlite:///{db['NAME']}"
-    credentials = db["USER"] + (f":{db['PASSWORD']}" if db.get("PASSWORD") else "")
+    credentials = quote(db["USER"] or "")
+    if db.get("PASSWORD"):
+        credentials += ":" + quote(db["PASSWORD"])
     return f"postgres://{credentials}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+
+
+APPLICATION = "chatproject.asgi:application"
+
+
+def server_command(port: int, *, workers: int | None = None) -> list[str]:
+    """daphne alone on 127.0.0.1:`port`; given `workers`, `manage.py serve` with that many."""
+    if workers is None:
+        return [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), APPLICATION]
+    serve = ["serve", "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)]
+    return [sys.executable, "manage.py", *serve]
+
+
+def wait_answering(
+    process: subprocess.Popen[bytes], port: int, log_tail: Callable[[], str], timeout: float = 60
+) -> None:
+    """Until the server on `port` answers HTTP (any status); fails if its process exits.
+
+    An answer, not a connect: `serve` listens before its workers are up."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the server exited with {process.returncode}:\n{log_tail()}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2):
+                return
+        except urllib.error.HTTPError:
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"the server did not answer within {timeout} s:\n{log_tail()}")
 
 
 def server_env(*, redis_url: str | None = None, **extra: str) -> dict[str, str]:
@@ -48,7 +84,7 @@ def server_env(*, redis_url: str | None = None, **extra: str) -> dict[str, str]:
     env.update(
         {
             "DJANGO_SETTINGS_MODULE": "chatproject.settings",
-            "DATABASE_URL": test_database_url(),
+            "DATABASE_URL": database_url_of_tests(),
             "REDIS_URL": redis_url or settings.REDIS_URL,
             "REDIS_KEY_PREFIX": settings.REDIS_KEY_PREFIX,
             "CHAT_RATE_LIMIT_MESSAGES": "0",
@@ -59,17 +95,28 @@ def server_env(*, redis_url: str | None = None, **extra: str) -> dict[str, str]:
     return env
 
 
-class Daphne:
-    """One daphne process on a port of its own; `stop()` ends it."""
+def stop_process(process: subprocess.Popen[bytes], timeout: float = 30) -> None:
+    """SIGTERM, then SIGKILL after `timeout` (longer than serve's 20 s for its workers)."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
-    def __init__(self, env: dict[str, str], name: str) -> None:
+
+class Daphne:
+    """One server on a port of its own: daphne, or `manage.py serve --workers N` given
+    `workers`; `stop()` ends it."""
+
+    def __init__(self, env: dict[str, str], name: str, *, workers: int | None = None) -> None:
         self.port = free_port()
         RUN_DIR.mkdir(exist_ok=True)
         self.log_path = RUN_DIR / f"{settings.REDIS_KEY_PREFIX}-{name}.log"
         self._log = self.log_path.open("wb")
-        command = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port)]
         self.process = subprocess.Popen(
-            [*command, "chatproject.asgi:application"],
+            server_command(self.port, workers=workers),
             cwd=settings.BASE_DIR,
             env=env,
             stdout=self._log,
@@ -77,16 +124,7 @@ class Daphne:
         )
 
     def wait_ready(self, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"daphne exited; see {self.log_path}:\n{self.log_tail()}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
-                    return
-            except OSError:
-                time.sleep(0.1)
-        raise RuntimeError(f"daphne did not listen within {timeout} s:\n{self.log_tail()}")
+        wait_answering(self.process, self.port, self.log_tail, timeout)
 
     def ws_url(self, token: str) -> str:
         return f"ws://127.0.0.1:{self.port}/ws/chat/?token={token}"
@@ -104,13 +142,7 @@ class Daphne:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process)
         self._log.close()
 
 

@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 from django.conf import settings
-from django.db import connection
 
 from chat.services import message_send
 from chat.tests.helpers import make_room, make_user
+from chat.tests.processes import database_url_of_tests
 from chatproject.redis_client import prefixed, redis_connection
 from notifications import queue
 from notifications.models import Device, PushDelivery
@@ -27,13 +27,6 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 ROOT = Path(settings.BASE_DIR)
 
 
-def _database_url() -> str:
-    db = connection.settings_dict
-    if db["ENGINE"].endswith("sqlite3"):
-        return f"sqlite:///{db['NAME']}"
-    return f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
-
-
 def _spawn(
     count_key: str,
     delay: float,
@@ -44,7 +37,7 @@ def _spawn(
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "notifications.tests.worker_settings",
-        "DATABASE_URL": _database_url(),
+        "DATABASE_URL": database_url_of_tests(),
         "REDIS_URL": settings.REDIS_URL,
         "REDIS_KEY_PREFIX": settings.REDIS_KEY_PREFIX,
         "PUSH_GRACE_SECONDS": "0.2",

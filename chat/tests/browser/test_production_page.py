@@ -1,8 +1,10 @@
 """The page as production serves it: DEBUG off, after `collectstatic`, daphne alone (no web
-server in front), its scripts, styles and icon served by the application (ServeStatic)."""
+server in front), its scripts, styles and icon served by the application (ServeStatic); once
+under plain daphne and once under `manage.py serve --workers 2`."""
 
 import re
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,14 +24,18 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
 @pytest.fixture(scope="module")
-def production_server(
-    django_db_setup: None, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[LiveServer]:
-    static_root = tmp_path_factory.mktemp("static")
-    collect_static(static_root)
+def static_root(django_db_setup: None, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("static")
+    collect_static(root)
+    return root
+
+
+@pytest.fixture(scope="module", params=[None, 2], ids=["daphne", "serve-2-workers"])
+def production_server(static_root: Path, request: pytest.FixtureRequest) -> Iterator[LiveServer]:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     server = LiveServer(
-        ARTIFACTS / "daphne-production.log",
+        ARTIFACTS / ("daphne-production.log" if request.param is None else "serve-production.log"),
+        workers=request.param,
         DJANGO_DEBUG="0",
         DJANGO_STATIC_ROOT=str(static_root),
     )
