@@ -3,9 +3,12 @@
 Redis is the embedded server (chatproject.embedded_redis) unless REDIS_URL is set; every key
 then lives under a fresh REDIS_KEY_PREFIX. The database is a new SQLite file under
 bench/results/, or the PostgreSQL database DATABASE_URL names (dropped and created afresh), or
-`bench` on 127.0.0.1:5432 (`--database postgres`). The server is `procs` daphne processes, each
-on its own port, sharing that database and Redis. Every child is killed on exit, whatever ends
-the run.
+`bench` on 127.0.0.1:5432 (`--database postgres`). The server is `procs` processes of one ASGI
+server (daphne unless `server` names another of SERVERS), each on its own port, sharing that
+database and Redis. Every child is killed on exit, whatever ends the run.
+
+Whatever the server, its processes are named `daphne0`, `daphne1` … in the CPU and RSS figures
+(the name the report and the goals have always read), and `daphne` is their sum.
 """
 
 import atexit
@@ -32,6 +35,30 @@ POSTGRES_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 POSTGRES_BENCH_URL = "postgresql://postgres@127.0.0.1:5432/bench"
 
 
+# Each server as production would run it; `bench.servers` compares them (docs/performance.md).
+SERVERS: dict[str, list[str]] = {
+    "daphne": ["-m", "daphne", "-b", "127.0.0.1", "-p", "{port}"],
+    # uvloop, httptools, the sans-I/O websockets implementation, no per-message deflate (the
+    # others do not compress either), no access log (daphne logs no line per frame either).
+    "uvicorn": ["-m", "uvicorn", "--host", "127.0.0.1", "--port", "{port}", "--loop", "uvloop"]
+    + ["--http", "httptools", "--ws", "websockets-sansio", "--ws-per-message-deflate", "false"]
+    + ["--lifespan", "off", "--no-access-log", "--log-level", "warning"],
+    "granian": ["-m", "granian", "--interface", "asgi", "--host", "127.0.0.1", "--port", "{port}"]
+    + ["--loop", "uvloop", "--workers", "1", "--log-level", "warning"],
+}
+
+
+def server_command(server: str, port: int, application: str) -> list[str]:
+    args = [arg.format(port=port) for arg in SERVERS[server]]
+    return [sys.executable, *args, application]
+
+
+def with_children(pid: int) -> list[psutil.Process]:
+    """A process and its descendants: granian serves from a worker process it starts."""
+    process = psutil.Process(pid)
+    return [process, *process.children(recursive=True)]
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -45,8 +72,17 @@ def database_from_environment(default: str) -> str:
 
 
 class Stack:
-    def __init__(self, *, database: str, push_delay: float, logs: Path, procs: int = 1) -> None:
+    def __init__(
+        self,
+        *,
+        database: str,
+        push_delay: float,
+        logs: Path,
+        procs: int = 1,
+        server: str = "daphne",
+    ) -> None:
         self.database = database
+        self.server = server
         self.push_delay = push_delay
         self.logs = logs
         self.ports = [free_port() for _ in range(procs)]
@@ -112,13 +148,8 @@ class Stack:
     def serve(self) -> None:
         for index, port in enumerate(self.ports):
             name = "daphne" if index == 0 else f"daphne{index}"
-            self.daphnes.append(
-                self._spawn(
-                    [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port)]
-                    + ["bench.asgi:application"],
-                    name,
-                )
-            )
+            command = server_command(self.server, port, "bench.asgi:application")
+            self.daphnes.append(self._spawn(command, name))
         self.daphne = self.daphnes[0]
         self.worker = self._spawn([sys.executable, "manage.py", "run_push_worker"], "worker")
         for daphne, port in zip(self.daphnes, self.ports, strict=True):
@@ -128,13 +159,13 @@ class Stack:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if daphne.poll() is not None:
-                raise RuntimeError(f"daphne on port {port} exited; see {self.logs}")
+                raise RuntimeError(f"{self.server} on port {port} exited; see {self.logs}")
             try:
                 with socket.create_connection(("127.0.0.1", port), timeout=0.5):
                     return
             except OSError:
                 time.sleep(0.2)
-        raise RuntimeError(f"daphne on port {port} did not listen within 60 s")
+        raise RuntimeError(f"{self.server} on port {port} did not listen within 60 s")
 
     def port_for(self, user_id: int) -> int:
         """Which server process a user's connections go to: users spread evenly."""
@@ -188,14 +219,14 @@ class Stack:
         out = {}
         for name, child in self.servers():
             if child.poll() is None:
-                out[name] = psutil.Process(child.pid).memory_info().rss
+                out[name] = sum(p.memory_info().rss for p in with_children(child.pid))
         out["daphne"] = sum(v for k, v in out.items() if k.startswith("daphne"))
         return out
 
     def threads(self) -> dict[str, int]:
         """Threads per server process: each new thread may get its own malloc arena."""
         return {
-            name: psutil.Process(child.pid).num_threads()
+            name: sum(p.num_threads() for p in with_children(child.pid))
             for name, child in self.servers()
             if child.poll() is None
         }
@@ -209,8 +240,10 @@ class Stack:
         out = {}
         for name, child in self.servers():
             if child.poll() is None:
-                times = psutil.Process(child.pid).cpu_times()
-                out[name] = times.user + times.system
+                out[name] = sum(
+                    times.user + times.system
+                    for times in (p.cpu_times() for p in with_children(child.pid))
+                )
         try:
             info = self.redis().info("cpu")
             out["redis"] = float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
