@@ -41,16 +41,26 @@ def pytest_configure(config: pytest.Config) -> None:
 
 @pytest.fixture(autouse=True)
 def _clean_redis() -> Iterator[None]:
-    """Each test starts with no keys of this run's prefix."""
+    """Each test starts with no keys of this run's prefix, but the Redis watches' sentinels.
+
+    A server process that outlives the test (the browser tests' daphne) keeps its sentinel
+    there; wiping it would tell that server Redis was emptied and make it resync mid-test.
+    """
     from chat.tests.helpers import PATIENCE_S
     from chatproject import lanes
     from chatproject.redis_client import redis_connection
+    from chatproject.redis_watch import sentinel_key_pattern
 
     yield
     # Let events of this test finish before its database and keys go away.
     assert lanes.flush(PATIENCE_S), "receiver lanes did not drain"
     redis = redis_connection()
-    keys = list(redis.scan_iter(match=f"{settings.REDIS_KEY_PREFIX}:*", count=1000))
+    sentinels = set(redis.scan_iter(match=sentinel_key_pattern(), count=1000))
+    keys = [
+        key
+        for key in redis.scan_iter(match=f"{settings.REDIS_KEY_PREFIX}:*", count=1000)
+        if key not in sentinels
+    ]
     for start in range(0, len(keys), 500):
         redis.delete(*keys[start : start + 500])
 

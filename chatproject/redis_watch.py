@@ -59,6 +59,15 @@ def redis_unreachable() -> bool:
 
 # A process that dies leaves its sentinel behind this long at most.
 _SENTINEL_TTL_SECONDS = 3600
+
+
+def sentinel_key_pattern() -> str:
+    """A glob for every process's sentinel key: whoever clears keys around a running server
+    (the tests' cleanup between tests) must spare these, or that server believes Redis was
+    emptied and resyncs its connections mid-test."""
+    return prefixed("watch", "*")
+
+
 _PROBE_ATTEMPTS = 20
 
 

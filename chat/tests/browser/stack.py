@@ -4,7 +4,8 @@ database and Redis, launched by the helpers of chat/tests/processes.py.
 The server process must see what the test writes, so it is given the test database itself
 (SQLite's test database is a file under .run/, see the root conftest.py; on PostgreSQL the
 `test_` database) and the test run's Redis and key prefix, so its channel layer meets the
-test process's and the per-test key cleanup covers its keys too.
+test process's and the per-test key cleanup covers its keys too (all but its Redis watch's
+sentinel, which the cleanup spares: see the root conftest.py).
 """
 
 import os
