@@ -90,7 +90,8 @@ def serve(
     try:
         with listener:
             command = worker_command(listener, application)
-            children = [_start(command, listener) for _ in range(workers)]
+            for _ in range(workers):  # one by one: those started are stopped if one fails
+                children.append(_start(command, listener))
         # The workers hold the socket now; the parent's copy is closed, so the port is free
         # as soon as the last worker is gone.
         pids = ", ".join(str(child.pid) for child in children)
@@ -99,6 +100,8 @@ def serve(
             f"(pids {pids}); SIGTERM or Ctrl-C stops"
         )
         dead = _wait_for_stop(wakeup_in, children)
+        if dead is None:
+            say(f"Stopping {workers} worker(s) (up to {stop_grace:.0f} s)")
     finally:
         _stop(children, stop_grace)
         signal.set_wakeup_fd(previous_wakeup)
