@@ -9,12 +9,15 @@ class BadgesConfig(AppConfig):
 
         from badges import receivers
         from chat.models import Membership, Message
-        from chat.signals import message_created, room_read
+        from chat.signals import message_created, room_marked_unread, room_read
 
         message_created.connect(
             receivers.on_message_created, dispatch_uid="badges.on_message_created"
         )
         room_read.connect(receivers.on_room_read, dispatch_uid="badges.on_room_read")
+        room_marked_unread.connect(
+            receivers.on_room_marked_unread, dispatch_uid="badges.on_room_marked_unread"
+        )
         post_save.connect(
             receivers.on_membership_changed,
             sender=Membership,

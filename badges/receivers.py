@@ -38,18 +38,29 @@ def on_room_read(sender: Any, event: RoomRead, **kwargs: Any) -> None:
 # devices at once (a page lists a room it was just added to without reconnecting).
 @instrumented_receiver("badges.membership_changed")
 def on_membership_changed(sender: Any, instance: Membership, **kwargs: Any) -> None:
-    transaction.on_commit(partial(_forget_and_resync, instance.user_id), robust=True)
+    transaction.on_commit(partial(_forget_and_resync, [instance.user_id]), robust=True)
 
 
-def _forget_and_resync(user_id: int) -> None:
-    services.badges_forget([user_id])
+def _forget_and_resync(user_ids: list[int]) -> None:
+    services.badges_forget(user_ids)
     # One Redis call, where a snapshot costs a rebuild from the database: seeding thousands of
     # memberships for users nobody has connected as stays cheap.
-    if presence.connected_processes([user_id]).get(user_id):
-        badges_resync_devices([user_id])
+    connected = presence.connected_processes(user_ids)
+    online = [user_id for user_id in user_ids if connected.get(user_id)]
+    if online:
+        badges_resync_devices(online)
 
 
+# A deleted message leaves the unread sets of the members it was unread for: their copies are
+# dropped and the connected ones get a fresh snapshot at once (shared/PROTOCOL.md, "Delete").
 @instrumented_receiver("badges.message_deleted")
 def on_message_deleted(sender: Any, instance: Message, **kwargs: Any) -> None:
     users = member_ids(instance.room_id)
-    transaction.on_commit(partial(services.badges_forget, users), robust=True)
+    transaction.on_commit(partial(_forget_and_resync, users), robust=True)
+
+
+# Inline, as reads are: the mark-unread reply that follows must show the rebuilt count. The
+# counters only ever add messages after the pointer, so a pointer moved back is a rebuild.
+@instrumented_receiver("badges.room_marked_unread")
+def on_room_marked_unread(sender: Any, event: RoomRead, **kwargs: Any) -> None:
+    _forget_and_resync([event["user_id"]])

@@ -12,13 +12,21 @@ class ChatConfig(AppConfig):
         from django.db.models.signals import post_delete, post_save
 
         from chat import receivers
-        from chat.models import AuthToken, Message
+        from chat.models import AuthToken, Membership, Message
         from chat.signals import message_created
 
         # Every saved message, whoever saved it (consumer, HTTP, admin, shell), goes through
         # here inside its transaction; `message_created` follows after the commit.
         post_save.connect(
             receivers.message_saved, sender=Message, dispatch_uid="chat.message_saved"
+        )
+        post_delete.connect(
+            receivers.message_deleted, sender=Message, dispatch_uid="chat.message_deleted"
+        )
+        post_delete.connect(
+            receivers.membership_deleted,
+            sender=Membership,
+            dispatch_uid="chat.membership_deleted",
         )
         message_created.connect(
             receivers.broadcast_chat_message, dispatch_uid="chat.broadcast_chat_message"

@@ -192,6 +192,10 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         await database_sync_to_async(services.room_mark_read)(
             user_id=self.user_id, room_id=room_id, message_id=message_id
         )
+        await self._send_room_badge(room_id)
+
+    async def _send_room_badge(self, room_id: int) -> None:
+        """The reply to mark-read and mark-unread: the room's count and the total after it."""
         badge = await database_sync_to_async(unread.room_badge)(self.user_id, room_id)
         # Version 0: Redis is away and the counts come from the database; the pointer is
         # saved, so answer with them under this connection's next version.
@@ -207,6 +211,14 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             }
         )
 
+    async def _mark_unread(self, frame: Frame) -> None:
+        room_id = _int_field(frame, "roomId")
+        message_id = _int_field(frame, "messageId")
+        await database_sync_to_async(services.room_mark_unread)(
+            user_id=self.user_id, room_id=room_id, message_id=message_id
+        )
+        await self._send_room_badge(room_id)
+
     async def _ping(self, frame: Frame) -> None:
         await self.send_json({"type": "pong"})
 
@@ -215,6 +227,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         "leave-room": _leave_room,
         "send-message": _send_message,
         "mark-read": _mark_read,
+        "mark-unread": _mark_unread,
         "ping": _ping,
     }
 
@@ -225,6 +238,17 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         authenticated with."""
         if event["all"] or self._authenticated_by(event):
             await self.close(code=CLOSE_REVOKED)
+
+    async def chat_left(self, event: dict[str, Any]) -> None:
+        """The user left the room or was removed (chat.receivers): stop viewing it here, so no
+        more of its frames arrive; the fresh `unread-state` without it follows on its own."""
+        room_id = event["room_id"]
+        if room_id in self.viewing:
+            self.viewing.discard(room_id)
+            await self.channel_layer.group_discard(room_group(room_id), self.channel_name)
+            await sync_to_async(services.room_unview, thread_sensitive=False)(
+                user_id=self.user_id, room_id=room_id, channel_name=self.channel_name
+            )
 
     def _authenticated_by(self, event: CloseConnections) -> bool:
         if self.scope.get("auth") == "token":

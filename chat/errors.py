@@ -27,6 +27,13 @@ class NotAMember(ChatError):
     http_status = 403
 
 
+class NotAllowed(ChatError):
+    """A member asking for what only someone else may do (delete another's message)."""
+
+    code = "not_allowed"
+    http_status = 403
+
+
 class TooLarge(ChatError):
     code = "too_large"
     http_status = 413

@@ -1,8 +1,10 @@
 """Receivers of the chat app's own model and event signals."""
 
+from functools import partial
 from typing import Any
 
 from django.contrib.auth import SESSION_KEY
+from django.db import transaction
 
 from chat import revocation, services
 from chat.events import (
@@ -11,8 +13,9 @@ from chat.events import (
     frames_message,
     message_frame,
     room_group,
+    user_group,
 )
-from chat.models import AuthToken, Message
+from chat.models import AuthToken, Membership, Message
 from chatproject import fanout
 from chatproject.lanes import on_lane
 
@@ -28,6 +31,21 @@ def broadcast_chat_message(sender: Any, event: MessageCreated, **kwargs: Any) ->
     """`chat-message` to every connection viewing the room, the sender's included."""
     frame = {"type": "chat-message", "roomId": event["room_id"], "message": message_frame(event)}
     fanout.publish([(room_group(event["room_id"]), frames_message(frame))])
+
+
+def message_deleted(sender: type[Message], instance: Message, **kwargs: Any) -> None:
+    """`chat-message-deleted` to every connection viewing the room, once the delete commits."""
+    frame = {"type": "chat-message-deleted", "roomId": instance.room_id, "messageId": instance.pk}
+    send = (room_group(instance.room_id), frames_message(frame))
+    transaction.on_commit(partial(fanout.publish, [send]), robust=True)
+
+
+def membership_deleted(sender: type[Membership], instance: Membership, **kwargs: Any) -> None:
+    """A member left or was removed: their connections stop viewing the room (no more of its
+    frames); the fresh snapshot without it comes from the badges app."""
+    left = {"type": "chat.left", "room_id": instance.room_id}
+    send = (user_group(instance.user_id), left)
+    transaction.on_commit(partial(fanout.publish, [send]), robust=True)
 
 
 # --- closing connections whose credential went away (chat.revocation) -------------------------

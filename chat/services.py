@@ -16,7 +16,7 @@ from redis.exceptions import RedisError
 
 from chat import presence, ratelimit
 from chat.app_settings import app_settings
-from chat.errors import BadRequest, NotFound, RateLimited, TooLarge
+from chat.errors import BadRequest, NotAllowed, NotFound, RateLimited, TooLarge
 from chat.events import MessageCreated, RoomRead
 from chat.models import Membership, Message
 from chat.selectors import (
@@ -27,7 +27,7 @@ from chat.selectors import (
     membership_for,
     message_by_client_id,
 )
-from chat.signals import message_created, room_read
+from chat.signals import message_created, room_marked_unread, room_read
 from chatproject.redis_watch import redis_unreachable
 
 logger = logging.getLogger(__name__)
@@ -221,3 +221,55 @@ def room_mark_all_read(*, user_id: int, room_id: int) -> None:
     """
     membership = membership_for(user_id=user_id, room_id=room_id)
     _move_read_pointer(membership, latest_message_id(room_id))
+
+
+def room_mark_unread(*, user_id: int, room_id: int, message_id: int) -> None:
+    """Move the read pointer back to just before `message_id`: it and every later message of
+    others count as unread again. The only move backwards; a pointer already before the
+    message stays where it is (marking unread never marks anything read)."""
+    membership = membership_for(user_id=user_id, room_id=room_id)
+    if (
+        not 0 < message_id <= MAX_ID
+        or not Message.objects.filter(pk=message_id, room_id=room_id).exists()
+    ):
+        raise NotFound(f"message {message_id} is not in room {room_id}")
+    with transaction.atomic():
+        Membership.objects.filter(pk=membership.pk, last_read_message_id__gte=message_id).update(
+            last_read_message_id=message_id - 1
+        )
+        event = RoomRead(
+            user_id=user_id,
+            room_id=room_id,
+            read_upto=min(message_id - 1, membership.last_read_message_id),
+        )
+        # Announced even when the pointer was already there, as reads are: the receivers'
+        # rebuild is idempotent and the reply that follows must show the truth.
+        transaction.on_commit(
+            partial(room_marked_unread.send_robust, sender=Membership, event=event), robust=True
+        )
+
+
+def message_delete(*, user_id: int, is_staff: bool, room_id: int, message_id: int) -> None:
+    """Delete a message: its sender (while a member) or staff.
+
+    The row goes; the model signal tells the listeners (counts rebuilt and sent to every
+    member's devices, `chat-message-deleted` to the room's viewers, a push not yet sent
+    dropped with its delivery rows), whoever deletes it: this service, the admin or a shell.
+    """
+    message = Message.objects.filter(pk=message_id, room_id=room_id).first()
+    if not is_staff:
+        membership_for(user_id=user_id, room_id=room_id)
+    if message is None:
+        raise NotFound(f"message {message_id} is not in room {room_id}")
+    if not is_staff and message.sender_id != user_id:
+        raise NotAllowed("only its sender or staff may delete a message")
+    deleted, _ = Message.objects.filter(pk=message.pk).delete()
+    if not deleted:  # deleted by a concurrent request in between
+        raise NotFound(f"message {message_id} is not in room {room_id}")
+
+
+def membership_leave(*, user_id: int, room_id: int) -> None:
+    """The member leaves the room (staff removing a member deletes the same row): the model
+    signal takes the room out of their counts and their open connections' views."""
+    membership = membership_for(user_id=user_id, room_id=room_id)
+    Membership.objects.filter(pk=membership.pk).delete()

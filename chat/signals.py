@@ -13,3 +13,8 @@ message_created = Signal()
 # A member's read pointer moved forward (join-room or mark-read).
 # Arguments: sender=Membership, event: chat.events.RoomRead.
 room_read = Signal()
+
+# A member's read pointer moved back (mark-unread): the one move backwards, so counters that
+# only ever add unread messages after the pointer must be rebuilt for that member.
+# Arguments: sender=Membership, event: chat.events.RoomRead (read_upto is the new pointer).
+room_marked_unread = Signal()

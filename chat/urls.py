@@ -13,6 +13,17 @@ urlpatterns = [
     path("api/auth/token", views.token_view, name="api-token"),
     path("api/rooms", views.rooms_view, name="api-rooms"),
     path("api/rooms/<int:room_id>/messages", views.room_messages_view, name="api-room-messages"),
+    path(
+        "api/rooms/<int:room_id>/messages/<int:message_id>",
+        views.room_message_view,
+        name="api-room-message",
+    ),
+    path("api/rooms/<int:room_id>/unread", views.room_unread_view, name="api-room-unread"),
+    path(
+        "api/rooms/<int:room_id>/membership",
+        views.room_membership_view,
+        name="api-room-membership",
+    ),
     path("healthz", views.healthz_view, name="healthz"),
     path("metrics", views.metrics_view, name="metrics"),
 ]

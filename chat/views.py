@@ -12,7 +12,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from chat import services
-from chat.errors import InvalidCredentials
+from chat.errors import BadRequest, InvalidCredentials
 from chat.http import json_api, json_error, json_object, positive_int_param, string_field
 from chat.selectors import (
     HISTORY_DEFAULT_LIMIT,
@@ -24,7 +24,7 @@ from chat.selectors import (
 from chat.signin import retry_after_header
 from chat.signin_throttle import signin_failure_record, signin_lock_remaining
 from chat.tokens import token_create
-from chat.unread import unread_counts
+from chat.unread import room_badge, unread_counts
 from chatproject import health
 from chatproject.client_address import client_address
 from chatproject.metrics_export import metrics_access, metrics_payload
@@ -100,6 +100,44 @@ def _message_send(request: HttpRequest, user: AbstractBaseUser, room_id: int) ->
         "createdAt": iso_utc(sent.message.created_at),
     }
     return JsonResponse(body, status=201 if sent.created else 200)
+
+
+@json_api(methods=("DELETE",))
+def room_message_view(
+    request: HttpRequest, user: AbstractBaseUser, room_id: int, message_id: int
+) -> HttpResponse:
+    services.message_delete(
+        user_id=user.pk,
+        is_staff=bool(getattr(user, "is_staff", False)),
+        room_id=room_id,
+        message_id=message_id,
+    )
+    return HttpResponse(status=204)
+
+
+@json_api(methods=("POST",))
+def room_unread_view(request: HttpRequest, user: AbstractBaseUser, room_id: int) -> HttpResponse:
+    payload = json_object(request)
+    message_id = payload.get("messageId")
+    if type(message_id) is not int:
+        raise BadRequest('"messageId" must be an integer')
+    services.room_mark_unread(user_id=user.pk, room_id=room_id, message_id=message_id)
+    badge = room_badge(user.pk, room_id)
+    return JsonResponse(
+        {
+            "roomId": room_id,
+            "unreadCount": badge.room_count,
+            "totalUnreadCount": badge.total,
+        }
+    )
+
+
+@json_api(methods=("DELETE",))
+def room_membership_view(
+    request: HttpRequest, user: AbstractBaseUser, room_id: int
+) -> HttpResponse:
+    services.membership_leave(user_id=user.pk, room_id=room_id)
+    return HttpResponse(status=204)
 
 
 @json_api(methods=("GET",), authenticated=False)
