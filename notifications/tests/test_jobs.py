@@ -7,7 +7,7 @@ import pytest
 from channels.db import database_sync_to_async
 from django.test import override_settings
 
-from chat.services import message_send, room_mark_read
+from chat.services import message_delete, message_send, room_mark_read
 from chat.tests.helpers import PATIENCE_S, connect_user, eventually, make_room, make_user
 from chatproject import lanes
 from notifications import jobs, queue
@@ -232,3 +232,20 @@ async def test_a_gone_device_is_deactivated_and_gets_nothing_more() -> None:
     assert (gone.status, gone.last_error) == ("gone", "410 Unregistered")
     phone = await sync(Device.objects.get)(pk=phone.pk)
     assert phone.deactivated_at is not None
+
+
+async def test_a_message_deleted_during_the_grace_delay_is_not_pushed() -> None:
+    alice, bob, room, phone, _ = await _setup()
+    backend = RecordingBackend()
+    with override_settings(PUSH_GRACE_SECONDS=1.5):
+        async with running_worker(backend):
+            deleted_id = await sync(_send)(alice, room, "oops", "c1")
+            await sync(message_delete)(
+                user_id=alice.pk, is_staff=False, room_id=room.pk, message_id=deleted_id
+            )
+            # Due after the deleted one's job: once its push arrived, that job had its turn.
+            kept_id = await sync(_send)(alice, room, "meant this", "c2")
+            await eventually(lambda: any(p["messageId"] == kept_id for p in backend.to(phone)))
+    pushed = [p.get("messageId") for p in backend.to(phone) if p["type"] == "chat-message"]
+    assert pushed == [kept_id]
+    assert [p["badge"] for p in backend.to(phone) if p["type"] == "chat-message"] == [1]
