@@ -2,8 +2,11 @@
 // Every number shown comes from the server; this file only routes frames.
 
 import { BadgeState, drawFavicon, titleFor } from "./badges.js";
+import { api } from "./http.js";
+import { MessageActions } from "./message-actions.js";
 import { setUpPush } from "./push.js";
 import { RoomView } from "./room.js";
+import { RoomSettings } from "./room-settings.js";
 import { RoomList } from "./rooms.js";
 import { ChatSocket } from "./socket.js";
 
@@ -28,11 +31,7 @@ let namesAskedAt = -Infinity;
 function unknownName() {
   if (Date.now() - namesAskedAt < NAMES_RETRY_MS) return;
   namesAskedAt = Date.now();
-  fetch(config.namesUrl, { headers: { Accept: "application/json" } })
-    .then((response) => {
-      if (!response.ok) throw new Error(`names answered ${response.status}`);
-      return response.json();
-    })
+  api("GET", config.namesUrl)
     .then((body) => {
       Object.assign(config.names, body.names);
       rooms.render();
@@ -51,6 +50,23 @@ const rooms = new RoomList({
   onUnknownName: unknownName,
   onOpen: (roomId) => openRoom(roomId),
 });
+const settings = new RoomSettings({
+  elements: { tools: byId("room-tools"), leave: byId("leave-room") },
+  announce,
+  onLeft: (roomId) => {
+    forgetRoom(roomId);
+    byId("room-list").querySelector("button")?.focus();
+  },
+});
+const actions = new MessageActions({
+  socket,
+  userId: config.userId,
+  announce,
+  // Marked unread: stop viewing the room, so its badge shows and stays.
+  onMarkedUnread: (roomId) => {
+    if (room.roomId === roomId) room.close();
+  },
+});
 const room = new RoomView({
   elements: {
     heading: byId("room-heading"),
@@ -61,15 +77,29 @@ const room = new RoomView({
     composeLabel: byId("compose-label"),
   },
   socket,
+  actions,
   names: config.names,
   onUnknownName: unknownName,
   userId: config.userId,
   announce,
   onLeave: () => {
     rooms.setOpen(null);
+    settings.hide();
     history.replaceState(null, "", location.pathname);
   },
 });
+
+// A room the user is no longer a member of (left here or on another device, or removed).
+function forgetRoom(roomId) {
+  if (room.roomId === roomId) room.forget();
+  rooms.remove(roomId);
+}
+
+function loadRooms() {
+  return rooms.load().then(() => {
+    if (room.roomId !== null && !rooms.has(room.roomId)) forgetRoom(room.roomId);
+  });
+}
 
 function showCounts() {
   document.title = titleFor(badges.total);
@@ -113,6 +143,7 @@ async function openRoom(roomId) {
   if (!rooms.has(roomId)) return;
   rooms.setOpen(roomId);
   history.replaceState(null, "", `#room-${roomId}`);
+  settings.show(roomId, rooms.name(roomId));
   await room.open(roomId, rooms.name(roomId));
 }
 
@@ -130,7 +161,7 @@ function listIsStale(frame) {
 const handlers = {
   "unread-state"(frame) {
     if (badges.applySnapshot(frame) && Array.isArray(frame.rooms) && listIsStale(frame)) {
-      rooms.load().catch((error) => console.warn("chat: could not load rooms", error));
+      loadRooms().catch((error) => console.warn("chat: could not load rooms", error));
     }
   },
   "total-unread-count-updated"(frame) {
@@ -138,9 +169,9 @@ const handlers = {
   },
   "chat-room-updated"(frame) {
     if (!rooms.setLastMessage(frame.roomId, frame.lastMessage)) {
-      rooms.load().catch((error) => console.warn("chat: could not load rooms", error));
+      loadRooms().catch((error) => console.warn("chat: could not load rooms", error));
     }
-    badges.applyRoomCount(frame.roomId, frame.unreadCount, frame.version);
+    badges.applyRoomCount(frame.roomId, frame.unreadCount, frame.version, frame.mentionCount);
     const last = frame.lastMessage;
     if (last && last.senderId !== config.userId && frame.roomId !== room.roomId) {
       const sender = rooms.nameOf(last.senderId);
@@ -148,10 +179,14 @@ const handlers = {
     }
   },
   "joined-room"(frame) {
-    badges.applyRoomCount(frame.roomId, frame.unreadCount);
+    // Viewing reads the room: none of its messages is unread, so none mentions the user.
+    badges.applyRoomCount(frame.roomId, frame.unreadCount, undefined, 0);
   },
   "chat-message"(frame) {
     room.chatMessage(frame);
+  },
+  "chat-message-deleted"(frame) {
+    room.messageDeleted(frame);
   },
   "message-sent"(frame) {
     room.messageSent(frame);

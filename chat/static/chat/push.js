@@ -3,10 +3,7 @@
 // Subscribing registers the subscription with POST /api/devices; the service worker (/sw.js)
 // shows what arrives.
 
-function csrfToken() {
-  const match = document.cookie.match(/(?:^|;\s*)csrftoken=([^;]+)/);
-  return match ? decodeURIComponent(match[1]) : "";
-}
+import { api } from "./http.js";
 
 function keyBytes(base64url) {
   const base64 = base64url.replace(/-/g, "+").replace(/_/g, "/");
@@ -24,13 +21,7 @@ async function vapidPublicKey() {
 }
 
 export async function registerDevice(subscription) {
-  const response = await fetch("/api/devices", {
-    method: "POST",
-    headers: { "Content-Type": "application/json", "X-CSRFToken": csrfToken() },
-    body: JSON.stringify({ kind: "webpush", subscription: subscription.toJSON() }),
-  });
-  if (!response.ok) throw new Error(`POST /api/devices answered ${response.status}`);
-  return response.json();
+  return api("POST", "/api/devices", { kind: "webpush", subscription: subscription.toJSON() });
 }
 
 export async function setUpPush(button) {

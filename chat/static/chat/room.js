@@ -1,9 +1,12 @@
-// The open room: its messages (older ones fetched on scroll through the history API) and the
-// send box.
+// The open room: its messages (older ones fetched on scroll through the history API, each with
+// its actions: message-actions.js) and the send box.
 //
 // Sends are idempotent by clientMessageId: each message gets one id when it is written, kept
 // in the outbox until the server's `message-sent` names it, and resent with that same id after
 // every reconnect, so a send cut off by a drop is retried without ever posting twice.
+
+import { api } from "./http.js";
+import { showDeleted } from "./message-actions.js";
 
 const PAGE_SIZE = 30;
 // After a reconnect, pages fetched back toward the last message shown before the drop; a
@@ -16,9 +19,10 @@ export function newClientMessageId() {
 }
 
 export class RoomView {
-  constructor({ elements, socket, names, onUnknownName, userId, announce, onLeave }) {
+  constructor({ elements, socket, actions, names, onUnknownName, userId, announce, onLeave }) {
     this.el = elements; // heading, list, older, form, compose, composeLabel
     this.socket = socket;
+    this.actions = actions; // MessageActions
     this.names = names;
     this.onUnknownName = onUnknownName;
     this.userId = userId;
@@ -78,6 +82,12 @@ export class RoomView {
   close() {
     if (this.roomId === null) return;
     this.socket.send({ type: "leave-room", roomId: this.roomId });
+    this.forget();
+  }
+
+  // Stop showing the room without telling the server (the user is no longer its member).
+  forget() {
+    if (this.roomId === null) return;
     this.roomId = null;
     this.generation += 1;
     this.el.heading.textContent = "Pick a room";
@@ -106,11 +116,7 @@ export class RoomView {
   async fetchPage(before) {
     const query = new URLSearchParams({ limit: String(PAGE_SIZE) });
     if (before) query.set("before", String(before));
-    const response = await fetch(`/api/rooms/${this.roomId}/messages?${query}`, {
-      headers: { Accept: "application/json" },
-    });
-    if (!response.ok) throw new Error(`history answered ${response.status}`);
-    return response.json();
+    return api("GET", `/api/rooms/${this.roomId}/messages?${query}`);
   }
 
   async loadLatest() {
@@ -189,6 +195,16 @@ export class RoomView {
     if (atBottom) this.scrollToBottom();
     if (message.senderId !== this.userId) {
       this.announce(`${this.nameOf(message.senderId)} in ${this.roomName}: ${message.body}`);
+    }
+  }
+
+  // Another device's delete (or this page's own, arriving a second time).
+  messageDeleted(frame) {
+    if (frame.roomId !== this.roomId) return;
+    const item = this.itemFor(frame.messageId);
+    if (item && !item.classList.contains("deleted")) {
+      showDeleted(item);
+      this.announce(`A message in ${this.roomName} was deleted`);
     }
   }
 
@@ -291,6 +307,7 @@ export class RoomView {
       ? ""
       : when.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
     li.append(sender, body, time);
+    this.actions.attach(li, this.roomId, message);
     return li;
   }
 

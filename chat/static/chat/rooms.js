@@ -1,6 +1,11 @@
-// The room list: each of the user's rooms with its unread badge and last message, the most
-// recently active first. Names and last messages come from GET /api/rooms and the live
-// `chat-room-updated` frames; counts come from the badge state (badges.js).
+// The room list: each of the user's rooms with its unread and mention badges, its notification
+// level when it is not the default, and its last message, the most recently active first.
+// Names and last messages come from GET /api/rooms and the live `chat-room-updated` frames;
+// counts and levels come from the badge state (badges.js).
+
+import { api } from "./http.js";
+
+const LEVEL_NOTES = { mentions: "mentions only", none: "muted" };
 
 export class RoomList {
   constructor({ list, empty, badges, names, onUnknownName, onOpen }) {
@@ -15,9 +20,7 @@ export class RoomList {
   }
 
   async load() {
-    const response = await fetch("/api/rooms", { headers: { Accept: "application/json" } });
-    if (!response.ok) throw new Error(`GET /api/rooms answered ${response.status}`);
-    const body = await response.json();
+    const body = await api("GET", "/api/rooms");
     const rooms = new Map();
     for (const room of body.rooms) {
       const known = this.rooms.get(room.id);
@@ -26,6 +29,16 @@ export class RoomList {
       rooms.set(room.id, { id: room.id, name: room.name, lastMessage: last });
     }
     this.rooms = rooms;
+    // Counts here carry no version (the socket's frames are the ones that say which is newer);
+    // a level is not a count, and this is where a page that just loaded learns it.
+    for (const room of body.rooms) this.badges.setLevel(room.id, room.level);
+    this.render();
+  }
+
+  // The user left the room (here or on another device).
+  remove(roomId) {
+    if (!this.rooms.delete(roomId)) return;
+    if (this.openRoomId === roomId) this.openRoomId = null;
     this.render();
   }
 
@@ -76,26 +89,33 @@ export class RoomList {
 
   item(room) {
     const count = this.badges.roomCount(room.id);
+    const mentions = this.badges.mentionCount(room.id);
+    const level = this.badges.level(room.id);
     const li = document.createElement("li");
     const button = document.createElement("button");
     button.type = "button";
     button.dataset.roomId = String(room.id);
+    button.dataset.level = level;
     button.setAttribute("aria-current", String(room.id === this.openRoomId));
     const name = span("name", room.name);
-    button.append(name);
-    if (count > 0) {
-      const badge = span("badge", String(count));
-      badge.setAttribute("aria-hidden", "true");
-      button.append(badge);
-    }
+    const badges = span("badges", "");
+    badges.setAttribute("aria-hidden", "true");
+    if (level !== "all") badges.append(span("level", level === "none" ? "🔕" : "@ only"));
+    // A room whose plain messages do not count in the total shows them in grey.
+    if (count > 0) badges.append(span(level === "all" ? "badge" : "badge quiet", String(count)));
+    if (mentions > 0) badges.append(span("badge mention", `@${mentions}`));
+    button.append(name, badges);
     const last = room.lastMessage;
     const preview = last
       ? `${this.nameOf(last.senderId)}: ${last.body}`
       : "No messages yet";
     button.append(span("preview", preview));
-    // One predictable name for screen readers (and tests): "general, 2 unread, bob: hi".
-    const unread = count > 0 ? `${count} unread` : "no unread";
-    button.setAttribute("aria-label", `${room.name}, ${unread}, ${preview}`);
+    // One predictable name for screen readers (and tests):
+    // "general, 2 unread, 1 mention, muted, bob: hi" (mentions and level only when there).
+    const parts = [room.name, count > 0 ? `${count} unread` : "no unread"];
+    if (mentions > 0) parts.push(mentions === 1 ? "1 mention" : `${mentions} mentions`);
+    if (level !== "all") parts.push(LEVEL_NOTES[level]);
+    button.setAttribute("aria-label", `${parts.join(", ")}, ${preview}`);
     button.addEventListener("click", () => this.onOpen(room.id));
     li.append(button);
     return li;

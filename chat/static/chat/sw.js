@@ -1,6 +1,8 @@
 // The service worker, served at /sw.js with the whole site as its scope (chat/pages.py).
 // It shows a notification for each "chat-message" push and keeps the app badge at the
-// server's absolute total; a "badge" push only updates the badge.
+// server's absolute total; a "badge" push only updates the badge. A push whose message mentions
+// the user (`"mention": true`) says so in its title and gets a notification of its own, so a
+// later plain message of the same room does not replace it.
 
 function setBadge(count) {
   if (!("setAppBadge" in self.navigator) || !Number.isInteger(count)) return Promise.resolve();
@@ -23,12 +25,15 @@ self.addEventListener("push", (event) => {
   if (payload.type === "badge") {
     event.waitUntil(setBadge(payload.badge));
   } else if (payload.type === "chat-message") {
+    const title = String(payload.title ?? "New message");
+    const mention = payload.mention === true;
     event.waitUntil(
       Promise.all([
-        self.registration.showNotification(String(payload.title ?? "New message"), {
+        self.registration.showNotification(mention ? `You were mentioned: ${title}` : title, {
           body: String(payload.body ?? ""),
-          tag: `room-${payload.roomId}`,
-          data: { roomId: payload.roomId },
+          tag: mention ? `mention-${payload.messageId}` : `room-${payload.roomId}`,
+          renotify: mention,
+          data: { roomId: payload.roomId, mention },
         }),
         setBadge(payload.badge),
       ]),
