@@ -73,17 +73,23 @@ class Client:
         await self.communicator.disconnect()
 
 
-async def connect(token: str | None, *, path: str = "/ws/chat/") -> tuple[bool, Client]:
-    url = f"{path}?token={token}" if token is not None else path
+async def connect(
+    token: str | None, *, path: str = "/ws/chat/", query: str = ""
+) -> tuple[bool, Client]:
+    """`query`: more of the query string (`frames=combined`), after the token if any."""
+    params = [f"token={token}"] if token is not None else []
+    if query:
+        params.append(query)
+    url = f"{path}?{'&'.join(params)}" if params else path
     communicator = WebsocketCommunicator(application, url)
     connected, _ = await communicator.connect(timeout=PATIENCE_S)
     return connected, Client(communicator)
 
 
-async def connect_user(user: Any) -> tuple[Client, dict[str, Any]]:
+async def connect_user(user: Any, *, query: str = "") -> tuple[Client, dict[str, Any]]:
     """A connected client of the user and its snapshot frame."""
     token = await database_sync_to_async(token_for)(user)
-    connected, client = await connect(token)
+    connected, client = await connect(token, query=query)
     assert connected
     snapshot = await client.receive()
     assert snapshot["type"] == "unread-state"
