@@ -61,6 +61,12 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument(
         "--server", choices=sorted(SERVERS), default="daphne", help="ASGI server (bench.servers)"
     )
+    p.add_argument(
+        "--frames",
+        choices=["default", "combined"],
+        default="default",
+        help="clients' frames: the contract's, or ?frames=combined (one per message)",
+    )
     p.add_argument("--client-procs", type=int, default=2)
     p.add_argument(
         "--client",
@@ -114,6 +120,8 @@ def main(argv: list[str]) -> int:
         sampler.start()
         pool = ClientPool(args.client_procs, lean=args.client == "lean")
         bench = Bench(plan, stack, pool, seeded, out)
+        if args.frames == "combined":
+            bench.query = "frames=combined"
         if args.goal:
             result = goal_runs.run(args.goal, args, bench, sampler)
             result["server"] = args.server
