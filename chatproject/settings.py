@@ -60,6 +60,11 @@ ALLOWED_HOSTS = [
 # GET /metrics answers only `Authorization: Bearer <this>`; unset, it is public with DEBUG on
 # and 404 with DEBUG off (chatproject/metrics_export.py).
 METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "")
+# prometheus-client writes each process's figures into this directory from the first metric
+# created, and a missing one fails every manage.py command with a bare FileNotFoundError (a
+# fresh host, or /run emptied by a reboot): made here, before any metric exists.
+if _multiproc_dir := os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    os.makedirs(_multiproc_dir, exist_ok=True)
 
 # Reverse proxies in front that append the client's address to X-Forwarded-For; 0 (none):
 # limits keyed by address use REMOTE_ADDR (chatproject/client_address.py).
