@@ -188,6 +188,10 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
 
     async def _leave_room(self, frame: Frame) -> None:
         room_id = _int_field(frame, "roomId")
+        await self._stop_viewing(room_id)
+        await self.send_json({"type": "left-room", "roomId": room_id})
+
+    async def _stop_viewing(self, room_id: int) -> None:
         if room_id in self.viewing:
             self.viewing.discard(room_id)
             await self.channel_layer.group_discard(room_group(room_id), self.channel_name)
@@ -195,7 +199,6 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             await sync_to_async(services.room_unview, thread_sensitive=False)(
                 user_id=self.user_id, room_id=room_id, channel_name=self.channel_name
             )
-        await self.send_json({"type": "left-room", "roomId": room_id})
 
     async def _send_message(self, frame: Frame) -> None:
         room_id = _int_field(frame, "roomId")
@@ -275,13 +278,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
     async def chat_left(self, event: dict[str, Any]) -> None:
         """The user left the room or was removed (chat.receivers): stop viewing it here, so no
         more of its frames arrive; the fresh `unread-state` without it follows on its own."""
-        room_id = event["room_id"]
-        if room_id in self.viewing:
-            self.viewing.discard(room_id)
-            await self.channel_layer.group_discard(room_group(room_id), self.channel_name)
-            await sync_to_async(services.room_unview, thread_sensitive=False)(
-                user_id=self.user_id, room_id=room_id, channel_name=self.channel_name
-            )
+        await self._stop_viewing(event["room_id"])
 
     def _authenticated_by(self, event: CloseConnections) -> bool:
         if self.scope.get("auth") == "token":
