@@ -253,8 +253,12 @@ class ClientProcess:
             room_id = frame["roomId"]
             sent_ns = send_ns_of(frame["lastMessage"]["body"])
             if sent_ns:
-                conn.last_update[room_id] = sent_ns
                 self.samples.append(("room", room_id, sent_ns, now))
+                if "total-unread-count-updated" in frame.get("combines", ()):
+                    # ?frames=combined: the badge came in the same frame.
+                    self.samples.append(("badge", room_id, sent_ns, now))
+                else:
+                    conn.last_update[room_id] = sent_ns
         elif kind == "chat-message":
             sent_ns = send_ns_of(frame["message"]["body"])
             if sent_ns:

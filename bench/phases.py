@@ -72,6 +72,8 @@ class Bench:
     sent: list[tuple[int, int]] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     error_count: int = 0
+    # "combined": product clients ask for one frame per room update (--frames combined).
+    frames: str = "default"
 
     def uid(self, name: str) -> int:
         return int(self.seeded["users"][name][0])
@@ -85,7 +87,8 @@ class Bench:
             (
                 self.uid(name),
                 f"ws://127.0.0.1:{self.stack.port_for(self.uid(name))}{path}"
-                f"?token={self.seeded['users'][name][1]}",
+                f"?token={self.seeded['users'][name][1]}"
+                + ("&frames=combined" if self.frames == "combined" and path == "/ws/chat/" else ""),
                 self.room(join[name]) if name in join else None,
             )
             for name in names

@@ -66,6 +66,12 @@ def parse(argv: list[str]) -> argparse.Namespace:
         help="the load generator's WebSocket client (bench/leanclient.py or the library)",
     )
     p.add_argument("--goal", choices=goal_runs.NAMES, help="run one goal's phase only")
+    p.add_argument(
+        "--frames",
+        choices=["default", "combined"],
+        default="default",
+        help="combined: clients connect with ?frames=combined (docs/protocol-extensions.md)",
+    )
     p.add_argument("--spy", action="store_true", help="with --goal: py-spy on daphne0")
     p.add_argument("--profile-rate", type=float, default=None, help="200; 0 skips py-spy")
     p.add_argument("--keep-climbing", action="store_true", help="run every rate step")
@@ -74,6 +80,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     args = p.parse_args(argv)
     args.rates_given = any(arg.startswith("--rates") for arg in argv)
     args.fanout_messages_given = any(arg.startswith("--fanout-messages") for arg in argv)
+    args.procs_given = any(arg.startswith("--procs") for arg in argv)
     if args.goal:
         goal_runs.shape(args.goal, args)
     if args.quick:
@@ -105,6 +112,7 @@ def main(argv: list[str]) -> int:
         sampler.start()
         pool = ClientPool(args.client_procs, lean=args.client == "lean")
         bench = Bench(plan, stack, pool, seeded, out)
+        bench.frames = args.frames
         if args.goal:
             result = goal_runs.run(args.goal, args, bench, sampler)
             command = "make bench" + (f" BENCH_ARGS='{shlex.join(argv)}'" if argv else "")
