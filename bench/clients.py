@@ -254,7 +254,8 @@ class ClientProcess:
             sent_ns = send_ns_of(frame["lastMessage"]["body"])
             if sent_ns:
                 self.samples.append(("room", room_id, sent_ns, now))
-                if "combines" in frame:  # ?frames=combined: the badge is in this frame
+                if "total-unread-count-updated" in frame.get("combines", ()):
+                    # ?frames=combined: the badge came in the same frame.
                     self.samples.append(("badge", room_id, sent_ns, now))
                 else:
                     conn.last_update[room_id] = sent_ns

@@ -72,8 +72,8 @@ class Bench:
     sent: list[tuple[int, int]] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     error_count: int = 0
-    # More of every client's query string: "frames=combined" (--frames combined).
-    query: str = ""
+    # "combined": product clients ask for one frame per room update (--frames combined).
+    frames: str = "default"
 
     def uid(self, name: str) -> int:
         return int(self.seeded["users"][name][0])
@@ -88,7 +88,7 @@ class Bench:
                 self.uid(name),
                 f"ws://127.0.0.1:{self.stack.port_for(self.uid(name))}{path}"
                 f"?token={self.seeded['users'][name][1]}"
-                + (f"&{self.query}" if self.query else ""),
+                + ("&frames=combined" if self.frames == "combined" and path == "/ws/chat/" else ""),
                 self.room(join[name]) if name in join else None,
             )
             for name in names

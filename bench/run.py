@@ -17,7 +17,7 @@ from bench import cpu, report
 from bench import goals as goal_runs
 from bench.clients import ClientPool
 from bench.phases import P99_LIMIT_MS, Bench, Plan
-from bench.stack import RESULTS, ROOT, SERVERS, RssSampler, Stack, database_from_environment
+from bench.stack import RESULTS, ROOT, RssSampler, Stack, database_from_environment
 from bench.stats import latencies, summarize
 
 
@@ -58,15 +58,6 @@ def parse(argv: list[str]) -> argparse.Namespace:
         help="postgres when DATABASE_URL names one (that database is dropped and recreated)",
     )
     p.add_argument("--procs", type=int, default=1, help="daphne processes, clients spread over")
-    p.add_argument(
-        "--server", choices=sorted(SERVERS), default="daphne", help="ASGI server (bench.servers)"
-    )
-    p.add_argument(
-        "--frames",
-        choices=["default", "combined"],
-        default="default",
-        help="clients' frames: the contract's, or ?frames=combined (one per message)",
-    )
     p.add_argument("--client-procs", type=int, default=2)
     p.add_argument(
         "--client",
@@ -75,6 +66,12 @@ def parse(argv: list[str]) -> argparse.Namespace:
         help="the load generator's WebSocket client (bench/leanclient.py or the library)",
     )
     p.add_argument("--goal", choices=goal_runs.NAMES, help="run one goal's phase only")
+    p.add_argument(
+        "--frames",
+        choices=["default", "combined"],
+        default="default",
+        help="combined: clients connect with ?frames=combined (docs/protocol-extensions.md)",
+    )
     p.add_argument("--spy", action="store_true", help="with --goal: py-spy on daphne0")
     p.add_argument("--profile-rate", type=float, default=None, help="200; 0 skips py-spy")
     p.add_argument("--keep-climbing", action="store_true", help="run every rate step")
@@ -83,6 +80,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     args = p.parse_args(argv)
     args.rates_given = any(arg.startswith("--rates") for arg in argv)
     args.fanout_messages_given = any(arg.startswith("--fanout-messages") for arg in argv)
+    args.procs_given = any(arg.startswith("--procs") for arg in argv)
     if args.goal:
         goal_runs.shape(args.goal, args)
     if args.quick:
@@ -102,17 +100,11 @@ def main(argv: list[str]) -> int:
     out: Path = args.results
     out.mkdir(parents=True, exist_ok=True)
     plan = Plan(args.clients, args.room_size, args.fanout, args.compare_rooms, args.compare_members)
-    stack = Stack(
-        database=args.database,
-        push_delay=args.push_delay,
-        logs=out,
-        procs=args.procs,
-        server=args.server,
-    )
+    stack = Stack(database=args.database, push_delay=args.push_delay, logs=out, procs=args.procs)
     pool: ClientPool | None = None
     sampler: RssSampler | None = None
     try:
-        print(f"starting the stack ({args.database}, {args.procs} {args.server}) …", flush=True)
+        print(f"starting the stack ({args.database}, {args.procs} daphne) …", flush=True)
         stack.start()
         seeded = stack.seed({"users": plan.users(), "rooms": plan.rooms()})
         stack.serve()
@@ -120,11 +112,9 @@ def main(argv: list[str]) -> int:
         sampler.start()
         pool = ClientPool(args.client_procs, lean=args.client == "lean")
         bench = Bench(plan, stack, pool, seeded, out)
-        if args.frames == "combined":
-            bench.query = "frames=combined"
+        bench.frames = args.frames
         if args.goal:
             result = goal_runs.run(args.goal, args, bench, sampler)
-            result["server"] = args.server
             command = "make bench" + (f" BENCH_ARGS='{shlex.join(argv)}'" if argv else "")
             path = goal_runs.write(out, result, command)
             verdict = {True: "MET", False: "MISSED", None: "n/a"}[result["met"]]

@@ -11,7 +11,6 @@ import json
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
-from urllib.parse import parse_qs
 
 from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
@@ -23,6 +22,7 @@ from chat.errors import BadRequest, ChatError, TooLarge
 from chat.events import CLOSE_REVOKED, CloseConnections, room_group, user_group
 from chat.revocation import still_authorized
 from chat.selectors import MAX_ID, iso_utc
+from chatproject import outlet
 from chatproject.backpressure import SlowClientGuard
 
 logger = logging.getLogger(__name__)
@@ -54,41 +54,14 @@ def _ref(frame: object) -> str | None:
     return None
 
 
-COMBINED = ["chat-room-updated", "total-unread-count-updated"]
-# Frames a connection drops when older than what it sent last (shared/PROTOCOL.md, versions).
-_VERSIONED = frozenset({"total-unread-count-updated", "unread-state"})
-
-
-def combine_frames(frames: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """`?frames=combined` (docs/protocol-extensions.md): a `chat-room-updated` and the
-    `total-unread-count-updated` of the same room right after it go as one frame, the room
-    update with the total's fields added and `"combines"` naming both. One frame instead of two
-    halves what a member of a busy room costs the server past the channel layer: one encode
-    and one trip through the middleware, daphne, autobahn and Twisted."""
-    out: list[dict[str, Any]] = []
-    for frame in frames:
-        previous = out[-1] if out else None
-        if (
-            previous is not None
-            and frame.get("type") == "total-unread-count-updated"
-            and previous.get("type") == "chat-room-updated"
-            and "combines" not in previous
-            and previous.get("roomId") == frame.get("roomId")
-        ):
-            merged = {**previous, **frame, "type": "chat-room-updated", "combines": COMBINED}
-            out[-1] = merged
-        else:
-            out.append(frame)
-    return out
-
-
 class ChatConsumer(AsyncJsonWebsocketConsumer):
     user_id: int
-    combined: bool = False
     viewing: set[int]
     last_version: int
     presence_task: "asyncio.Task[None] | None" = None
     slow_guard: SlowClientGuard | None = None
+    # `?frames=combined`: one frame per room update and its badge (docs/protocol-extensions.md).
+    frames_combined: bool = False
 
     async def connect(self) -> None:
         user = self.scope.get("user")
@@ -96,11 +69,9 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             await self.close()  # before accept: the handshake is refused with HTTP 403
             return
         self.user_id = user.pk
-        self.combined = "combined" in parse_qs(self.scope.get("query_string", b"").decode()).get(
-            "frames", []
-        )
         self.viewing = set()
         self.last_version = 0
+        self.frames_combined = b"frames=combined" in self.scope.get("query_string", b"").split(b"&")
         # Join the user's group before reading the snapshot so no update falls in between;
         # updates older than the snapshot are dropped by version in `chat_frames`.
         await self.channel_layer.group_add(user_group(self.user_id), self.channel_name)
@@ -113,6 +84,9 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         snapshot = await database_sync_to_async(unread.unread_state)(self.user_id)
         self.last_version = max(self.last_version, snapshot["version"])
         await self.send_json(snapshot)
+        if getattr(self.channel_layer, "hub_active", lambda: False)():
+            # From now on the hub may write this connection's frames itself (chatproject/outlet.py).
+            outlet.attach(self, self.channel_layer.connection_queue(self.channel_name))
         self.presence_task = asyncio.create_task(self._keep_presence())
         live.connection_opened(self)
 
@@ -120,6 +94,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         if not hasattr(self, "user_id"):
             return
         live.connection_closed(self)
+        outlet.detach(self.channel_name)
         if self.presence_task is not None:
             # Drop the reference too: a cancelled task keeps its CancelledError, whose traceback
             # holds `_keep_presence`'s frame and so `self`. Kept here, that is a reference cycle
@@ -314,26 +289,31 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         Each frame waits until the client has read enough of what came before (see
         chatproject.backpressure); one that stays behind is closed with 4008.
         """
-        fresh = []
-        for frame in event["frames"]:
-            kind = frame.get("type")
-            if kind in _VERSIONED:
-                version = frame.get("version")
-                if not isinstance(version, int):
-                    logger.warning("dropped a %s frame without a version", kind)
-                    continue
-                # A snapshot at the version the client has still matters: it states every
-                # room, where the update of that version stated one (the client applies it).
-                if version < self.last_version or (
-                    version == self.last_version and kind == "total-unread-count-updated"
-                ):
-                    continue
-                self.last_version = version
-            fresh.append(frame)
-        for frame in combine_frames(fresh) if self.combined else fresh:
+        frames = [frame for frame in event["frames"] if self.frame_is_fresh(frame)]
+        if self.frames_combined:
+            frames = outlet.combine(frames)
+        for frame in frames:
             if not await self._writable():
                 return
             await self.send_json(frame)
+
+    def frame_is_fresh(self, frame: Frame) -> bool:
+        """Whether the client still needs this frame (a badge update older than what it has
+        is dropped); a fresh one moves the connection's version. Also used by the outlet."""
+        kind, version = frame.get("type"), frame.get("version")
+        if not isinstance(version, int):
+            return True  # not a badge state; the client judges what it cannot use
+        if kind == "total-unread-count-updated":
+            if version <= self.last_version:
+                return False
+            self.last_version = version
+        elif kind == "unread-state":
+            # A snapshot at the version the client has still matters: it states every
+            # room, where the update of that version stated one (the client applies it).
+            if version < self.last_version:
+                return False
+            self.last_version = version
+        return True
 
     async def _writable(self) -> bool:
         """Wait until the client can take another frame; False once it is being closed as slow."""

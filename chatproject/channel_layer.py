@@ -11,6 +11,10 @@ chat/tests/test_fanout.py checks a consumer receives what this publishes.
 
 Each channel's queue is a `ConnectionQueue` (bounded, coalescing badge frames) instead of the
 stock unbounded `asyncio.Queue`: `BoundedPubSubLoopLayer` below, README "Back-pressure".
+
+With `CHAT_FANOUT_HUB` on (the default) `publish_to_groups` publishes one message per shard
+to the hub instead of one per group, and each loop's layer subscribes to the hub with its
+first group (chatproject/hub.py).
 """
 
 import asyncio
@@ -27,6 +31,7 @@ from channels_redis.utils import _consistent_hash, _wrap_close, decode_hosts
 from django.conf import settings
 
 from chatproject.connection_queue import ConnectionQueue
+from chatproject.hub import Hub, encode_event, hub_channel, hub_enabled, probe_event
 from chatproject.metrics import (
     CONNECTION_QUEUE_DEPTH_MAX,
     CONNECTION_QUEUED_FRAMES,
@@ -59,6 +64,37 @@ class BoundedPubSubLoopLayer(RedisPubSubLoopLayer):
         super().__init__(*args, **kwargs)
         _loop_layers.add(self)
         self._swept_at = time.monotonic()
+        self.hub: Hub | None = None
+
+    async def _ensure_hub(self) -> Hub:
+        """Subscribe this loop to the hub of every shard, once (again after a `flush`)."""
+        names = [hub_channel(self.prefix, shard) for shard in range(len(self._shards))]
+        if self.hub is None or any(self.channels.get(name) is not self.hub for name in names):
+            self.hub = Hub(layer=self, deserialize=self.channel_layer.deserialize)
+            for shard, name in zip(self._shards, names, strict=True):
+                self.channels[name] = self.hub
+                await shard.subscribe(name)
+        return self.hub
+
+    async def group_add(self, group: str, channel: str) -> None:
+        # Before the group: a member must never miss what is published to it on the hub.
+        if hub_enabled():
+            await self._ensure_hub()
+        await super().group_add(group, channel)
+
+    async def hub_delivers(self, *, patience: float) -> bool:
+        """Whether a probe published on each shard's hub comes back to this loop in time."""
+        hub = await self._ensure_hub()
+        for shard_index, shard in enumerate(self._shards):
+            token, returned = hub.expect_probe()
+            try:
+                await shard.publish(hub_channel(self.prefix, shard_index), probe_event(token))
+                await asyncio.wait_for(returned, patience)
+            except Exception:  # Redis away, or not delivering yet: the watch tries again
+                return False
+            finally:
+                hub.forget_probe(token)
+        return True
 
     async def _subscribe_to_channel(self, channel: str) -> None:
         self._sweep()
@@ -147,9 +183,23 @@ class PipelinedPubSubChannelLayer(RedisPubSubChannelLayer):
         queue = self._get_layer().channels.get(channel)
         return queue if isinstance(queue, ConnectionQueue) else None
 
+    def hub_active(self) -> bool:
+        return hub_enabled()
+
     def publish_to_groups(self, sends: list[tuple[str, dict[str, Any]]]) -> None:
-        """Publish each (group, message) pair; one Redis round trip per shard."""
+        """Publish each (group, message) pair; one Redis round trip per shard (through the
+        hub: one PUBLISH per shard, whatever the number of groups)."""
         clients = self._clients()
+        if hub_enabled():
+            entries: dict[int, list[tuple[str, bytes]]] = defaultdict(list)
+            for group, message in sends:
+                channel = f"{self._prefix}__group__{group}"
+                entries[_consistent_hash(channel, len(clients))].append(
+                    (channel, self.serialize(message))
+                )
+            for shard, pairs in entries.items():
+                clients[shard].publish(hub_channel(self._prefix, shard), encode_event(pairs))
+            return
         by_shard: dict[int, list[tuple[str, bytes]]] = defaultdict(list)
         for group, message in sends:
             channel = f"{self._prefix}__group__{group}"

@@ -92,11 +92,12 @@ class ConnectionQueue:
         self._raw_frames = self._raw_entries = self._uncoalescible = 0
         self.overflowed = True
 
-    def put_nowait(self, data: bytes) -> None:
+    def put_nowait(self, data: bytes | Message) -> None:
+        """Queue a message as published (bytes) or already decoded (from chatproject.hub)."""
         if self.overflowed:
             CONNECTION_FRAMES_DROPPED.inc()
             return
-        message = self._deserialize(data)
+        message = data if isinstance(data, dict) else self._deserialize(data)
         while self._getters and not self._entries:
             getter = self._getters.popleft()
             if not getter.done():

@@ -16,7 +16,10 @@ from chatproject.metrics import BADGE_LATENCY, FANOUT_FAILURES
 logger = logging.getLogger(__name__)
 
 # Bounded pipelines: a 10,000-member room becomes several round trips, not one enormous one.
+# Through the hub a chunk is one PUBLISH per shard that every process decodes whole, so it
+# can be larger: a 10,000-member room is one message of ~2 MB.
 _CHUNK = 500
+_HUB_CHUNK = 10_000
 
 GroupSend = tuple[str, dict[str, Any]]
 
@@ -27,8 +30,9 @@ def publish(sends: list[GroupSend], *, committed_at: float | list[float] | None 
         return
     try:
         layer = get_channel_layer()
-        for start in range(0, len(sends), _CHUNK):
-            layer.publish_to_groups(sends[start : start + _CHUNK])
+        chunk = _HUB_CHUNK if getattr(layer, "hub_active", lambda: False)() else _CHUNK
+        for start in range(0, len(sends), chunk):
+            layer.publish_to_groups(sends[start : start + chunk])
         now = time.perf_counter()
         for committed in [committed_at] if isinstance(committed_at, float) else committed_at or []:
             BADGE_LATENCY.observe(now - committed)

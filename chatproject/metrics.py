@@ -46,6 +46,12 @@ COUNTERS_REPAIRED = Counter(
 FANOUT_FAILURES = Counter(
     "fanout_failures_total", "Batches of frames that could not be published to the channel layer."
 )
+HUB_DELIVERIES = Counter(
+    "fanout_hub_deliveries_total",
+    "Messages the fan-out hub handed to a connection: written to its socket at once (direct) "
+    "or queued for its consumer (queued: behind, busy, or not a frame message).",
+    ["path"],
+)
 
 # Back-pressure (README "Back-pressure"): connections that fall behind, and receiver lanes.
 CONNECTION_QUEUE_DEPTH_MAX = Gauge(

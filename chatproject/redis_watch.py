@@ -142,8 +142,11 @@ class RedisWatch:
             self._pending = None
 
     async def _channel_layer_delivers(self) -> bool:
-        """Send a probe to our own channel until it comes back (the subscriber is live)."""
+        """Send a probe to our own channel until it comes back (the subscriber is live), and
+        one through the fan-out hub (chatproject/hub.py) when it is on."""
         layer = get_channel_layer()
+        if getattr(layer, "hub_active", lambda: False)() and not await self._hub_delivers(layer):
+            return False
         for _ in range(_PROBE_ATTEMPTS):
             try:
                 if self._probe_channel is None:
@@ -160,4 +163,11 @@ class RedisWatch:
                 with contextlib.suppress(Exception):
                     self._probe_receive.result()
                     return True
+        return False
+
+    async def _hub_delivers(self, layer: Any) -> bool:
+        for _ in range(_PROBE_ATTEMPTS):
+            if await layer.hub_delivers(patience=1):
+                return True
+            await asyncio.sleep(self.interval)
         return False

@@ -270,3 +270,9 @@ CHAT_SLOW_CONSUMER_SECONDS = float(os.environ.get("CHAT_SLOW_CONSUMER_SECONDS", 
 CHAT_LANE_LIMIT = int(os.environ.get("CHAT_LANE_LIMIT", "2000"))
 # Queued events a lane hands to its receiver at once when a backlog forms.
 CHAT_LANE_BATCH = int(os.environ.get("CHAT_LANE_BATCH", "200"))
+
+# --- Fan-out (chatproject/hub.py, chatproject/outlet.py) ----------------------------------------
+# On: one publish per event per Redis shard, decoded once per process and written straight to
+# the clients that keep up. Off (0): one publish per group, each member's consumer forwards its
+# copy (the bench's baseline). Every process of a deployment must agree.
+CHAT_FANOUT_HUB = _env_bool("CHAT_FANOUT_HUB", True)

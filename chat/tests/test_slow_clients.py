@@ -59,6 +59,11 @@ async def test_stalled_clients_are_closed_with_4008_and_normal_ones_stay_right(
         k: v for k, v in outcome.metrics.items() if k.startswith("slow_consumer_disconnects_total")
     }
     assert sum(slow.values()) == 4
+    # The hub wrote to the clients that kept up and queued for the stalled ones (the default
+    # path, chatproject/outlet.py): both ways were taken.
+    hub = {k: v for k, v in outcome.metrics.items() if k.startswith("fanout_hub_deliveries_total")}
+    assert hub.get('fanout_hub_deliveries_total{path="direct"}', 0) > 0, hub
+    assert hub.get('fanout_hub_deliveries_total{path="queued"}', 0) > 0, hub
     # Normal clients got every change: each shows what the database says.
     ids = [user_id for user_id, _ in roster.normal]
     truth = await database_sync_to_async(unread_counts_for_users)(ids)

@@ -41,13 +41,7 @@ function unknownName() {
 }
 
 const badges = new BadgeState({ onChange: showCounts });
-// One frame per message for a room's update and the total (docs/protocol-extensions.md,
-// "Fewer frames"): half the frames for the server to write.
-const socket = new ChatSocket({
-  path: "/ws/chat/?frames=combined",
-  onFrame: handleFrame,
-  onStatus: showStatus,
-});
+const socket = new ChatSocket({ onFrame: handleFrame, onStatus: showStatus });
 const rooms = new RoomList({
   list: byId("room-list"),
   empty: byId("no-rooms"),
@@ -178,10 +172,6 @@ const handlers = {
       loadRooms().catch((error) => console.warn("chat: could not load rooms", error));
     }
     badges.applyRoomCount(frame.roomId, frame.unreadCount, frame.version, frame.mentionCount);
-    // A combined frame carries the total too: applied as the total frame would be.
-    if (Array.isArray(frame.combines) && frame.combines.includes("total-unread-count-updated")) {
-      badges.applyTotal(frame);
-    }
     const last = frame.lastMessage;
     if (last && last.senderId !== config.userId && frame.roomId !== room.roomId) {
       const sender = rooms.nameOf(last.senderId);

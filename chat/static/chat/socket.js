@@ -4,6 +4,10 @@
 // jitter (so a restarted server is not hit by every page at the same instant), and resets the
 // backoff once a connection has delivered its snapshot. Frames that are not JSON objects with
 // a string "type" are logged and skipped: one bad frame must never stop the page.
+//
+// It asks for combined frames (`?frames=combined`, docs/protocol-extensions.md): one frame per
+// room update and its badge, which `splitCombined` turns back into the frames it combines, so
+// the rest of the page only knows the default frames of shared/PROTOCOL.md.
 
 const BASE_DELAY_MS = 500;
 const MAX_DELAY_MS = 5000;
@@ -20,10 +24,18 @@ export function reconnectDelay(attempt, random = Math.random) {
   return Math.round(ceiling / 2 + random() * (ceiling / 2));
 }
 
+// A combined frame carries every field of the frames it `combines` (types listed in order):
+// each of them gets the whole frame under its own type and reads the fields it knows.
+export function splitCombined(frame) {
+  if (!Array.isArray(frame.combines)) return [frame];
+  const { combines, ...fields } = frame;
+  return combines.filter((type) => typeof type === "string").map((type) => ({ ...fields, type }));
+}
+
 export class ChatSocket {
   // onFrame(frame) for every valid frame;
   // onStatus("connecting" | "online" | "offline" | "revoked", info).
-  constructor({ path = "/ws/chat/", onFrame, onStatus }) {
+  constructor({ path = "/ws/chat/?frames=combined", onFrame, onStatus }) {
     const scheme = location.protocol === "https:" ? "wss:" : "ws:";
     this.url = `${scheme}//${location.host}${path}`;
     this.onFrame = onFrame;
@@ -93,10 +105,12 @@ export class ChatSocket {
       this.wasOnline = true;
       this.onStatus("online");
     }
-    try {
-      this.onFrame(frame);
-    } catch (error) {
-      console.warn("chat: a frame could not be applied, skipped", frame, error);
+    for (const part of splitCombined(frame)) {
+      try {
+        this.onFrame(part);
+      } catch (error) {
+        console.warn("chat: a frame could not be applied, skipped", part, error);
+      }
     }
   }
 

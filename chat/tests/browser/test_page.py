@@ -497,6 +497,32 @@ def test_reconnect_waits_grow_exponentially_to_a_cap_with_jitter(browsing: Brows
     ]
 
 
+def test_the_page_asks_for_combined_frames_and_applies_them(browsing: Browsing) -> None:
+    alice, bob = make_user("alice"), make_user("bob")
+    general = make_room("general", [alice, bob])
+    page = browsing.open_page(browsing.context_for(bob))
+    assert page.evaluate("() => window.chatDebug.socket.url").endswith("/ws/chat/?frames=combined")
+    say(alice, general, "one")
+    say(alice, general, "two")
+    # Each message came as one combined frame carrying the room's count and the total.
+    expect(page).to_have_title("(2) Chat", timeout=WAIT_MS)
+    expect(room_button(page, "general", 2)).to_contain_text("alice: two")
+    parts = page.evaluate(
+        """async () => {
+            const { splitCombined } = await import("/static/chat/socket.js");
+            return splitCombined({type: "chat-room-updated", roomId: 1, unreadCount: 2,
+                mentionCount: 1, totalUnreadCount: 5, version: 9,
+                combines: ["chat-room-updated", "total-unread-count-updated"]});
+        }"""
+    )
+    fields = {"roomId": 1, "unreadCount": 2, "mentionCount": 1, "totalUnreadCount": 5, "version": 9}
+    assert parts == [
+        {**fields, "type": "chat-room-updated"},
+        {**fields, "type": "total-unread-count-updated"},
+    ]
+    assert browsing.errors == []
+
+
 def test_counts_follow_the_newest_version_not_the_latest_arrival(browsing: Browsing) -> None:
     alice, bob = make_user("alice"), make_user("bob")
     general = make_room("general", [alice, bob])

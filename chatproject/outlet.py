@@ -1,0 +1,154 @@
+"""The outlet: the hub's frames written straight to daphne's transport, when a client keeps up.
+
+For each member channel of a group the hub (chatproject/hub.py) received a message for,
+`write` looks the channel up here (one dictionary lookup) and, for a `chat.frames` message,
+writes the frames to the connection's daphne protocol object from the hub's own loop: no
+per-member queue entry, task wake-up, decode or `json.dumps`. Each frame is encoded once with
+orjson and the bytes are shared by every member the same message goes to (a room's
+`chat-message` is the same bytes for each viewer; a badge frame differs per user anyway).
+
+It writes only while that keeps every guarantee of the ordinary path:
+- the connection's queue is empty and its consumer is waiting on it (idle, or handling a
+  client frame), so a direct write never overtakes a frame queued or being forwarded;
+- the queue is not behind or overflowed, and daphne plus the kernel hold no more than
+  `CHAT_CONNECTION_WRITE_BUFFER_BYTES` for the client (chatproject/backpressure.py);
+- the consumer decides, per frame, whether it is still fresh (`frame_is_fresh`: versions
+  and stale-frame dropping stay in chat/consumers.py).
+Otherwise `write` returns False and the hub queues the message on the channel's bounded,
+coalescing queue (chatproject/connection_queue.py), which the consumer drains through its
+generic dispatch: its slow-client guard and 4008 close apply as before. Any other message
+type (`chat.close`, whatever a new feature adds) always goes that way.
+
+The registry holds weak references only, so a connection that vanishes without its
+disconnect handler leaves a dead entry that the next lookup drops.
+
+Combined frames (`?frames=combined`, docs/protocol-extensions.md): `combine` merges a room
+update with the badge frames about the same room that follow it, generically (every field is
+kept, whatever it is), into one `chat-room-updated` frame listing what it `combines`.
+"""
+
+import logging
+import weakref
+from typing import Any, Protocol
+
+import orjson
+from django.conf import settings
+
+from chatproject.backpressure import daphne_protocol, pending_write_bytes
+from chatproject.connection_queue import ConnectionQueue
+
+logger = logging.getLogger(__name__)
+
+Frame = dict[str, Any]
+
+# What a combined frame is, and which frames fold into it: badge frames about its room.
+_ROOM_UPDATE = "chat-room-updated"
+_FOLDS_INTO_ROOM_UPDATE = frozenset({"total-unread-count-updated"})
+
+
+class OutletConsumer(Protocol):
+    channel_name: str
+    frames_combined: bool
+    base_send: Any
+
+    def frame_is_fresh(self, frame: Frame) -> bool: ...
+
+
+class _Writer:
+    __slots__ = ("_consumer", "_protocol", "_queue", "_limit")
+
+    def __init__(self, consumer: OutletConsumer, protocol: Any, queue: ConnectionQueue) -> None:
+        self._consumer = weakref.ref(consumer)
+        self._protocol = weakref.ref(protocol)
+        self._queue = queue
+        self._limit = int(getattr(settings, "CHAT_CONNECTION_WRITE_BUFFER_BYTES", 256 * 1024))
+
+    def write(self, message: dict[str, Any], encoded: dict[int, bytes]) -> bool | None:
+        """True: written; False: take the ordinary path; None: this connection is gone."""
+        if message.get("type") != "chat.frames":
+            return False
+        queue = self._queue
+        if queue.overflowed or queue.behind or not queue.empty() or not queue.waited_on():
+            return False
+        consumer, protocol = self._consumer(), self._protocol()
+        if consumer is None or protocol is None:
+            return None
+        if protocol.state != protocol.STATE_OPEN:
+            return False
+        buffered = pending_write_bytes(protocol.transport)
+        if buffered is None or buffered > self._limit:
+            return False
+        frames = [frame for frame in message["frames"] if consumer.frame_is_fresh(frame)]
+        if consumer.frames_combined:
+            frames = combine(frames)
+        try:
+            for frame in frames:
+                if "combines" in frame:  # made for this member: nobody shares its bytes
+                    protocol.sendMessage(orjson.dumps(frame), False)
+                    continue
+                data = encoded.get(id(frame))
+                if data is None:
+                    data = encoded[id(frame)] = orjson.dumps(frame)
+                protocol.sendMessage(data, False)
+        except Exception:
+            # Closed under us: its frames no longer matter, it resyncs when it reconnects.
+            logger.debug("direct write to %s failed", getattr(consumer, "channel_name", "?"))
+        return True
+
+
+_writers: dict[str, _Writer] = {}
+
+
+def attach(consumer: OutletConsumer, queue: ConnectionQueue | None) -> bool:
+    """Let the hub write this connection's frames directly; False: it cannot (no daphne
+    protocol behind its `send`, such as a test communicator, or no bounded queue)."""
+    protocol = daphne_protocol(consumer.base_send)
+    if protocol is None or queue is None or not hasattr(protocol, "sendMessage"):
+        return False
+    _writers[consumer.channel_name] = _Writer(consumer, protocol, queue)
+    return True
+
+
+def detach(channel_name: str) -> None:
+    _writers.pop(channel_name, None)
+
+
+def write(channel: str, message: dict[str, Any], encoded: dict[int, bytes]) -> bool:
+    """Write `message`'s frames to `channel`'s client now; False: queue it instead.
+
+    `encoded` maps frames (by id) to their bytes for the members of one group delivery: the
+    caller keeps `message` alive meanwhile, so an id is never reused within it.
+    """
+    writer = _writers.get(channel)
+    if writer is None:
+        return False
+    written = writer.write(message, encoded)
+    if written is None:
+        del _writers[channel]
+        return False
+    return written
+
+
+def attached() -> int:
+    """Connections of this process the hub writes to directly (for tests and metrics)."""
+    return len(_writers)
+
+
+def combine(frames: list[Frame]) -> list[Frame]:
+    """Merge each room update with the badge frames about its room that follow it."""
+    combined: list[Frame] = []
+    for frame in frames:
+        previous = combined[-1] if combined else None
+        if (
+            previous is not None
+            and frame.get("type") in _FOLDS_INTO_ROOM_UPDATE
+            and previous.get("type") == _ROOM_UPDATE
+            and previous.get("roomId") == frame.get("roomId")
+        ):
+            if "combines" not in previous:
+                previous = combined[-1] = {**previous, "combines": [_ROOM_UPDATE]}
+            previous.update((key, value) for key, value in frame.items() if key != "type")
+            previous["combines"].append(frame["type"])
+        else:
+            combined.append(frame)
+    return combined
