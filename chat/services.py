@@ -178,12 +178,16 @@ def room_unview(*, user_id: int, room_id: int, channel_name: str) -> None:
 def room_mark_read(*, user_id: int, room_id: int, message_id: int) -> None:
     """Move the read pointer forward to `message_id` (never backwards)."""
     membership = membership_for(user_id=user_id, room_id=room_id)
+    _require_message_in_room(room_id=room_id, message_id=message_id)
+    _move_read_pointer(membership, message_id)
+
+
+def _require_message_in_room(*, room_id: int, message_id: int) -> None:
     if (
         not 0 < message_id <= MAX_ID
         or not Message.objects.filter(pk=message_id, room_id=room_id).exists()
     ):
         raise NotFound(f"message {message_id} is not in room {room_id}")
-    _move_read_pointer(membership, message_id)
 
 
 def _move_read_pointer(membership: Membership, upto: int) -> None:
@@ -228,11 +232,7 @@ def room_mark_unread(*, user_id: int, room_id: int, message_id: int) -> None:
     others count as unread again. The only move backwards; a pointer already before the
     message stays where it is (marking unread never marks anything read)."""
     membership = membership_for(user_id=user_id, room_id=room_id)
-    if (
-        not 0 < message_id <= MAX_ID
-        or not Message.objects.filter(pk=message_id, room_id=room_id).exists()
-    ):
-        raise NotFound(f"message {message_id} is not in room {room_id}")
+    _require_message_in_room(room_id=room_id, message_id=message_id)
     with transaction.atomic():
         Membership.objects.filter(pk=membership.pk, last_read_message_id__gte=message_id).update(
             last_read_message_id=message_id - 1
