@@ -13,8 +13,29 @@ class MessageCreated(TypedDict):
     member_ids: list[int]
     # Members with a connection viewing the room then: for them the message is read.
     viewer_ids: list[int]
+    # Members it mentions (chat.mentions), the sender never among them.
+    mentioned_ids: list[int]
     # time.perf_counter() at commit, for the badge-latency histogram (same process only).
     committed_at: float
+
+
+class MessageEdited(TypedDict):
+    message_id: int
+    room_id: int
+    sender_id: int
+    body: str
+    created_at: str
+    edited_at: str
+    member_ids: list[int]  # the room's members when it was edited, the sender included
+    # Members the new text mentions and the old did not, and the other way round.
+    mentions_added: list[int]
+    mentions_removed: list[int]
+
+
+class LevelChanged(TypedDict):
+    user_id: int
+    room_id: int
+    level: str
 
 
 class RoomRead(TypedDict):

@@ -17,6 +17,12 @@ class Room(models.Model):
         return self.name
 
 
+class Level(models.TextChoices):
+    ALL = "all", "all messages"
+    MENTIONS = "mentions", "mentions only"
+    NONE = "none", "nothing"
+
+
 class Membership(models.Model):
     room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="memberships")
     user = models.ForeignKey(
@@ -26,6 +32,9 @@ class Membership(models.Model):
     # An id rather than a foreign key so that deleting a message never moves it backwards.
     last_read_message_id = models.PositiveBigIntegerField(default=0)
     joined_at = models.DateTimeField(default=timezone.now)
+    # What the member's total counts of this room and which of its messages push them
+    # (shared/PROTOCOL.md, "Notification level"); the room's own counts are always kept.
+    level = models.CharField(max_length=8, choices=Level.choices, default=Level.ALL)
 
     class Meta:
         constraints = [
@@ -47,6 +56,10 @@ class Message(models.Model):
     # NULL, not "", for saves without one (admin, shell): the unique constraint skips NULLs.
     client_message_id = models.CharField(max_length=100, null=True, blank=True)  # noqa: DJ001
     created_at = models.DateTimeField(default=timezone.now)
+    edited_at = models.DateTimeField(null=True, blank=True)
+    # `@room` in the body: it mentions every member but its sender. Named mentions are rows of
+    # MessageMention; a room-wide one is this flag, not a row per member.
+    mentions_room = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["id"]
@@ -62,6 +75,24 @@ class Message(models.Model):
 
     def __str__(self) -> str:
         return f"#{self.pk} in {self.room_id} by {self.sender_id}"
+
+
+class MessageMention(models.Model):
+    """A member named in a message with `@username` (chat.mentions), kept in step with edits."""
+
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="mentions")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="chat_mentions"
+    )
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["message", "user"], name="mention_unique_message_user")
+        ]
+        indexes = [models.Index(fields=["user", "message"], name="mention_user_message")]
+
+    def __str__(self) -> str:
+        return f"{self.user_id} in #{self.message_id}"
 
 
 class AuthToken(models.Model):

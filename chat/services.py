@@ -12,13 +12,14 @@ from functools import partial
 
 from django.db import IntegrityError, connection, transaction
 from django.db.models.sql.subqueries import UpdateQuery
+from django.utils import timezone
 from redis.exceptions import RedisError
 
-from chat import presence, ratelimit
+from chat import mentions, presence, ratelimit
 from chat.app_settings import app_settings
 from chat.errors import BadRequest, NotAllowed, NotFound, RateLimited, TooLarge
-from chat.events import MessageCreated, RoomRead
-from chat.models import Membership, Message
+from chat.events import LevelChanged, MessageCreated, MessageEdited, RoomRead
+from chat.models import Level, Membership, Message, MessageMention
 from chat.selectors import (
     MAX_ID,
     iso_utc,
@@ -27,7 +28,13 @@ from chat.selectors import (
     membership_for,
     message_by_client_id,
 )
-from chat.signals import message_created, room_marked_unread, room_read
+from chat.signals import (
+    message_created,
+    message_edited,
+    room_level_changed,
+    room_marked_unread,
+    room_read,
+)
 from chatproject.redis_watch import redis_unreachable
 
 logger = logging.getLogger(__name__)
@@ -41,15 +48,22 @@ class SentMessage:
     created: bool  # False when the clientMessageId was seen before: nothing new was saved
 
 
-def message_send(*, sender_id: int, room_id: int, body: str, client_message_id: str) -> SentMessage:
-    """Save a message once per (sender, clientMessageId); a repeat returns the first one."""
+def _check_body(body: object) -> str:
     if not isinstance(body, str) or not body.strip():
         raise BadRequest("message must be a non-empty string")
-    if "\x00" in body or "\x00" in str(client_message_id):
+    if "\x00" in body:
         # PostgreSQL cannot store NUL in text; refuse it on every database alike.
-        raise BadRequest("message and clientMessageId must not contain NUL characters")
+        raise BadRequest("message must not contain NUL characters")
     if len(body) > app_settings.MAX_MESSAGE_LENGTH:
         raise TooLarge(f"message is over {app_settings.MAX_MESSAGE_LENGTH} characters")
+    return body
+
+
+def message_send(*, sender_id: int, room_id: int, body: str, client_message_id: str) -> SentMessage:
+    """Save a message once per (sender, clientMessageId); a repeat returns the first one."""
+    _check_body(body)
+    if "\x00" in str(client_message_id):
+        raise BadRequest("clientMessageId must not contain NUL characters")
     if not isinstance(client_message_id, str) or not (
         0 < len(client_message_id) <= MAX_CLIENT_MESSAGE_ID_LENGTH
     ):
@@ -126,6 +140,8 @@ def message_after_insert(message: Message) -> None:
         values = [message.pk, message.room_id, *viewers]
         with connection.cursor() as cursor:
             cursor.execute(sql, [values[index] for index in order])
+    found = mentions.mentions_in(message.body, member_ids=members, sender_id=message.sender_id)
+    _save_mentions(message, found, added=found.user_ids, removed=frozenset())
     event = MessageCreated(
         message_id=message.pk,
         room_id=message.room_id,
@@ -134,9 +150,31 @@ def message_after_insert(message: Message) -> None:
         created_at=iso_utc(message.created_at),
         member_ids=members,
         viewer_ids=viewers,
+        mentioned_ids=found.of(members, message.sender_id),
         committed_at=0.0,
     )
     transaction.on_commit(partial(_announce_message, event), robust=True)
+
+
+def _save_mentions(
+    message: Message,
+    found: mentions.Mentions,
+    *,
+    added: frozenset[int],
+    removed: frozenset[int],
+) -> None:
+    """Keep the message's mention rows and `@room` flag as `found` says (no query when a
+    message mentions no one, as most do)."""
+    if found.room != message.mentions_room:
+        Message.objects.filter(pk=message.pk).update(mentions_room=found.room)
+        message.mentions_room = found.room
+    if removed:
+        MessageMention.objects.filter(message_id=message.pk, user_id__in=removed).delete()
+    if added:
+        MessageMention.objects.bulk_create(
+            [MessageMention(message_id=message.pk, user_id=user_id) for user_id in added],
+            ignore_conflicts=True,
+        )
 
 
 @functools.lru_cache(maxsize=64)
@@ -273,3 +311,68 @@ def membership_leave(*, user_id: int, room_id: int) -> None:
     signal takes the room out of their counts and their open connections' views."""
     membership = membership_for(user_id=user_id, room_id=room_id)
     Membership.objects.filter(pk=membership.pk).delete()
+
+
+def message_edit(*, user_id: int, room_id: int, message_id: int, body: str) -> Message:
+    """Change a message's text: its sender only, while a member. Unread counts stay; mentions
+    follow the new text (rows and the `@room` flag), and `message_edited` names who gained and
+    who lost a mention, for the counts, the viewers' frames and the pushes."""
+    _check_body(body)
+    membership_for(user_id=user_id, room_id=room_id)
+    message = Message.objects.filter(pk=message_id, room_id=room_id).first()
+    if message is None:
+        raise NotFound(f"message {message_id} is not in room {room_id}")
+    if message.sender_id != user_id:
+        raise NotAllowed("only its sender may edit a message")
+    with transaction.atomic():
+        # Locked: two edits of one message diff their mentions one after the other.
+        message = Message.objects.select_for_update().filter(pk=message_id).first()
+        if message is None:  # deleted by a concurrent request in between
+            raise NotFound(f"message {message_id} is not in room {room_id}")
+        members = member_ids(room_id)
+        named_before = frozenset(
+            MessageMention.objects.filter(message_id=message.pk).values_list("user_id", flat=True)
+        )
+        before = set(
+            mentions.Mentions(message.mentions_room, named_before).of(members, message.sender_id)
+        )
+        found = mentions.mentions_in(body, member_ids=members, sender_id=message.sender_id)
+        message.body = body
+        message.edited_at = timezone.now()
+        Message.objects.filter(pk=message.pk).update(body=body, edited_at=message.edited_at)
+        _save_mentions(
+            message,
+            found,
+            added=found.user_ids - named_before,
+            removed=named_before - found.user_ids,
+        )
+        after = set(found.of(members, message.sender_id))
+        event = MessageEdited(
+            message_id=message.pk,
+            room_id=room_id,
+            sender_id=message.sender_id,
+            body=body,
+            created_at=iso_utc(message.created_at),
+            edited_at=iso_utc(message.edited_at),
+            member_ids=members,
+            mentions_added=sorted(after - before),
+            mentions_removed=sorted(before - after),
+        )
+        transaction.on_commit(
+            partial(message_edited.send_robust, sender=Message, event=event), robust=True
+        )
+    return message
+
+
+def room_level_set(*, user_id: int, room_id: int, level: str) -> None:
+    """Set what the member's total counts of this room and which messages push them."""
+    if level not in Level.values:
+        raise BadRequest(f"level must be one of {', '.join(Level.values)}")
+    membership = membership_for(user_id=user_id, room_id=room_id)
+    with transaction.atomic():
+        # An update, not a save: the membership's post_save would resend the whole snapshot.
+        Membership.objects.filter(pk=membership.pk).update(level=level)
+        event = LevelChanged(user_id=user_id, room_id=room_id, level=level)
+        transaction.on_commit(
+            partial(room_level_changed.send_robust, sender=Membership, event=event), robust=True
+        )

@@ -18,3 +18,11 @@ room_read = Signal()
 # only ever add unread messages after the pointer must be rebuilt for that member.
 # Arguments: sender=Membership, event: chat.events.RoomRead (read_upto is the new pointer).
 room_marked_unread = Signal()
+
+# A message's text was edited (chat.services.message_edit): its mentions may have changed.
+# Arguments: sender=Message, event: chat.events.MessageEdited.
+message_edited = Signal()
+
+# A member set a room's notification level: what their total counts changed.
+# Arguments: sender=Membership, event: chat.events.LevelChanged.
+room_level_changed = Signal()

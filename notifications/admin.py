@@ -2,7 +2,7 @@
 
 from django.contrib import admin
 
-from notifications.models import Device, PushDelivery, PushOutbox, RoomMute
+from notifications.models import Device, PushDelivery, PushOutbox
 
 
 @admin.register(Device)
@@ -41,19 +41,3 @@ class PushDeliveryAdmin(admin.ModelAdmin):
     @admin.display(ordering="device__user__username")
     def user(self, delivery: PushDelivery) -> str:
         return delivery.device.user.get_username()
-
-
-@admin.register(RoomMute)
-class RoomMuteAdmin(admin.ModelAdmin):
-    list_display = ["id", "room", "user", "created_at"]
-    list_select_related = ["room", "user"]
-    search_fields = ["user__username", "room__name"]
-    raw_id_fields = ["room", "user"]
-
-
-@admin.register(PushOutbox)
-class PushOutboxAdmin(admin.ModelAdmin):
-    """Messages whose pushes the relay has not queued yet: a growing list means no worker."""
-
-    list_display = ["message_id", "created_at"]
-    readonly_fields = ["message", "created_at"]

@@ -80,7 +80,8 @@ class PushDelivery(models.Model):
         NONE = "", "-"
         READ = "read", "read in time"
         VIEWING = "viewing", "viewing the room"
-        MUTED = "muted", "room muted"
+        MUTED = "muted", "room at level none"
+        NOT_MENTIONED = "unmention", "not mentioned (level mentions)"
         INACTIVE = "inactive", "device deactivated"
         DELETED = "deleted", "message deleted"
 
@@ -124,19 +125,3 @@ class PushDelivery(models.Model):
     def __str__(self) -> str:
         about = f"message {self.message_id}" if self.message_id else "badge"
         return f"{about} to device {self.device_id}: {self.status}"
-
-
-class RoomMute(models.Model):
-    """A member who muted a room: it still counts unread, but sends them no push."""
-
-    room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="+")
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
-    created_at = models.DateTimeField(default=timezone.now)
-
-    class Meta:
-        constraints = [
-            models.UniqueConstraint(fields=["room", "user"], name="roommute_unique_room_user")
-        ]
-
-    def __str__(self) -> str:
-        return f"{self.user_id} muted {self.room_id}"

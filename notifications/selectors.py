@@ -11,7 +11,8 @@ The rules, in the order they are checked for each member of the message's room b
   - a connection viewing the room now (chat.presence) -> `viewing`;
   - read pointer at or past the message (read it on any device meanwhile, or was viewing the
     room when it was saved: chat moves viewers' pointers) -> `read`;
-  - the room muted (RoomMute) -> `muted`;
+  - the room at notification level `none` (muted) -> `muted`;
+  - at level `mentions`, a message that does not mention them -> `unmention`;
   - else: push, to each of the member's active devices.
 A message that no longer exists -> `deleted` for every recipient.
 
@@ -28,8 +29,8 @@ from django.contrib.auth import get_user_model
 from redis.exceptions import RedisError
 
 from chat import presence
-from chat.models import Membership, Message
-from notifications.models import PushDelivery, RoomMute
+from chat.models import Level, Membership, Message, MessageMention
+from notifications.models import PushDelivery
 
 Reason = PushDelivery.Reason
 PUSH = Reason.NONE  # the verdict "push it"
@@ -45,6 +46,7 @@ class PushableMessage(NamedTuple):
     created_at: datetime
     room_name: str
     sender_name: str
+    mentions_room: bool
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,15 @@ class MessagePushVerdicts:
 
     messages: dict[int, PushableMessage]
     verdicts: dict[int, dict[int, str]] = field(default_factory=dict)
+    # (message, user) pairs named with `@username`; `@room` is the message's own flag.
+    named: set[tuple[int, int]] = field(default_factory=set)
+
+    def mentions(self, message_id: int, user_id: int) -> bool:
+        """Whether the message mentions this member (the push payload's `mention`)."""
+        message = self.messages.get(message_id)
+        if message is None or user_id == message.sender_id:
+            return False
+        return message.mentions_room or (message_id, user_id) in self.named
 
     def reason(self, message_id: int, user_id: int) -> str:
         """The verdict for one (message, user), users not asked about included."""
@@ -75,41 +86,49 @@ def message_push_verdicts(
     messages = {
         values[0]: PushableMessage(*values)
         for values in Message.objects.filter(pk__in=message_ids).values_list(
-            "pk", "room_id", "sender_id", "body", "created_at", "room__name", username
+            "pk",
+            "room_id",
+            "sender_id",
+            "body",
+            "created_at",
+            "room__name",
+            username,
+            "mentions_room",
         )
     }
     rooms = {message.room_id for message in messages.values()}
     if not rooms:
         return MessagePushVerdicts(messages)
     memberships = Membership.objects.filter(room_id__in=rooms)
-    mutes = RoomMute.objects.filter(room_id__in=rooms)
+    named = MessageMention.objects.filter(message_id__in=messages)
     if user_ids is not None:
         memberships = memberships.filter(user_id__in=user_ids)
-        mutes = mutes.filter(user_id__in=user_ids)
-    members: dict[int, list[tuple[int, int]]] = {}
-    for room_id, user_id, read_upto in memberships.values_list(
-        "room_id", "user_id", "last_read_message_id"
+        named = named.filter(user_id__in=user_ids)
+    members: dict[int, list[tuple[int, int, str]]] = {}
+    for room_id, user_id, read_upto, level in memberships.values_list(
+        "room_id", "user_id", "last_read_message_id", "level"
     ):
-        members.setdefault(room_id, []).append((user_id, read_upto))
-    muted = set(mutes.values_list("room_id", "user_id"))
+        members.setdefault(room_id, []).append((user_id, read_upto, level))
+    found = MessagePushVerdicts(messages, {}, set(named.values_list("message_id", "user_id")))
     viewing = {room_id: _viewers(room_id) for room_id in rooms}
-    verdicts: dict[int, dict[int, str]] = {}
     for message in messages.values():
-        room_id, viewers = message.room_id, viewing[message.room_id]
-        verdicts[message.pk] = {
+        viewers = viewing[message.room_id]
+        found.verdicts[message.pk] = {
             user_id: (
                 Reason.VIEWING
                 if user_id in viewers
                 else Reason.READ
                 if read_upto >= message.pk
                 else Reason.MUTED
-                if (room_id, user_id) in muted
+                if level == Level.NONE
+                else Reason.NOT_MENTIONED
+                if level == Level.MENTIONS and not found.mentions(message.pk, user_id)
                 else PUSH
             )
-            for user_id, read_upto in members.get(room_id, [])
+            for user_id, read_upto, level in members.get(message.room_id, [])
             if user_id != message.sender_id
         }
-    return MessagePushVerdicts(messages, verdicts)
+    return found
 
 
 def _viewers(room_id: int) -> set[int]:

@@ -1,4 +1,4 @@
-"""State changes of the notifications app: push devices and room mutes."""
+"""State changes of the notifications app: push devices."""
 
 import base64
 import binascii
@@ -12,7 +12,7 @@ from django.db import transaction
 
 from chat.errors import BadRequest, NotFound
 from chat.selectors import membership_for
-from notifications.models import Device, RoomMute
+from notifications.models import Device
 
 MAX_ENDPOINT_LENGTH = 2000  # Device.address
 MAX_KEY_LENGTH = 200  # p256dh is 87 characters of base64url, auth 22
@@ -63,16 +63,6 @@ def device_delete(*, user_id: int, device_id: int) -> None:
     deleted, _ = Device.objects.filter(pk=device_id, user_id=user_id).delete()
     if not deleted:
         raise NotFound(f"device {device_id} does not exist")
-
-
-def room_mute_set(*, user_id: int, room_id: int, muted: bool) -> None:
-    """Mute or unmute a room for one member: a muted room still counts unread, but sends that
-    member no push. Members only; setting what is already set changes nothing."""
-    membership_for(user_id=user_id, room_id=room_id)  # raises not_found / not_a_member
-    if muted:
-        RoomMute.objects.get_or_create(room_id=room_id, user_id=user_id)
-    else:
-        RoomMute.objects.filter(room_id=room_id, user_id=user_id).delete()
 
 
 def _validated(

@@ -7,6 +7,8 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from chat.errors import BadRequest
 from chat.http import json_api, json_object
+from chat.models import Level
+from chat.services import room_level_set
 from notifications import services
 from notifications.models import Device
 
@@ -31,7 +33,9 @@ def room_mute_view(request: HttpRequest, user: AbstractBaseUser, room_id: int) -
     muted = json_object(request).get("muted")
     if not isinstance(muted, bool):
         raise BadRequest("muted must be true or false")
-    services.room_mute_set(user_id=user.pk, room_id=room_id, muted=muted)
+    # Mute is the notification level `none`, unmute `all` (shared/PROTOCOL.md, "Notification
+    # level"): one setting, two ways to reach it.
+    room_level_set(user_id=user.pk, room_id=room_id, level=Level.NONE if muted else Level.ALL)
     return JsonResponse({"roomId": room_id, "muted": muted})
 
 

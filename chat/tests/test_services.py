@@ -56,6 +56,7 @@ def test_badging_a_message_needs_no_query_once_counters_are_loaded() -> None:
         created_at="2026-01-01T00:00:00Z",
         member_ids=[u.pk for u in users],
         viewer_ids=[],
+        mentioned_ids=[],
         committed_at=0.0,
     )
     with CaptureQueriesContext(connection) as queries:
