@@ -11,11 +11,13 @@ from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from django.core.management import call_command
 from django.test import Client
+from django.urls import reverse
 
 from badges import counters
 from chat.mentions import mentions_in, names_after_at
 from chat.models import Membership, Message, MessageMention
 from chat.tests.helpers import close_quietly, make_user, token_for
+from chat.tests.test_admin import admin_client_of_superuser  # noqa: F401  # a fixture
 from chat.tests.test_consumer_protocol import (
     Connections,
     Frame,
@@ -339,3 +341,31 @@ def test_reconcile_finds_and_repairs_a_wrong_mention_count_and_level() -> None:
     badge_now = room_badge(bob.pk, room.pk)
     assert (badge_now.total, badge_now.total_mentions, badge_now.room_mentions) == (1, 1, 1)
     call_command("reconcile_unread_counts", "--check", stdout=StringIO())  # no drift: no exit
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_admin_shows_mentions_and_levels_and_their_drift(
+    admin_client_of_superuser: Client,
+) -> None:
+    alice, bob = make_user("alice"), make_user("bob")
+    room = _room("general", [alice, bob])
+    Membership.objects.filter(user=bob).update(level="mentions")
+    Message.objects.create(room=room, sender=alice, body="hey @bob")
+    Message.objects.create(room=room, sender=alice, body="and more")
+    assert lanes.flush(30)
+    assert room_badge(bob.pk, room.pk).room_mentions == 1
+    redis_connection().delete(counters._room_keys(bob.pk, room.pk)[1])
+
+    page = admin_client_of_superuser.get(reverse("admin:chat_membership_changelist"))
+    html = page.content.decode().lower()
+    assert "mentions (database)" in html and "mentions (redis)" in html
+    rows = {m.user_id: m for m in page.context["cl"].result_list}
+    assert rows[bob.pk]._counts.rooms[room.pk].mentions == 1
+    assert rows[bob.pk]._counts.redis_room_mentions(room.pk) == 0
+    drifted = admin_client_of_superuser.get(
+        reverse("admin:chat_membership_changelist") + "?counts=drifted"
+    )
+    assert [m.user_id for m in drifted.context["cl"].result_list] == [bob.pk]
+    detail = admin_client_of_superuser.get(reverse("admin:auth_user_change", args=[bob.pk]))
+    assert "mentions (Redis)" in detail.content.decode()
+    assert ">mentions<" in detail.content.decode()  # bob's level in the rooms table
