@@ -19,6 +19,11 @@ whose hash is missing (Redis flushed or restarted, or forgotten) is rebuilt from
 database, the truth; the one state Redis cannot settle on its own (an id in the trimmed
 region) forgets the user so the database decides.
 
+Forgetting a user bumps their epoch `badges:u:{user}:e`, which outlives the forget; a rebuild
+reads the epoch before the database and its load is refused if the epoch moved, so a rebuild
+that read the database just before a delete, a mark-unread or a level change committed can
+never load that older truth after the change forgot the user.
+
 `version` grows with every change: max(old + 1, Redis time in microseconds), so it keeps
 growing even after a flush wipes the old value.
 """
@@ -76,8 +81,10 @@ local function trim(h, z, m, room, cap)
   end
 end
 
--- Drop the user: the hash and every room's sets, found through the `p:` fields.
+-- Drop the user: the hash and every room's sets, found through the `p:` fields. The epoch
+-- grows, so a rebuild that read the database before this cannot load what it read.
 local function forget(h)
+  redis.call('INCR', h .. ':e')
   for _, field in ipairs(redis.call('HKEYS', h)) do
     if string.sub(field, 1, 2) == 'p:' then
       local room = string.sub(field, 3)
@@ -188,9 +195,11 @@ return out
 # Merge a snapshot of the database into one user's state (union of unread and mention ids,
 # highest pointer; the level as the database has it), so a rebuild racing with live messages
 # loses none of them.
-# KEYS: hash, then each room's unread set and mention set. ARGV: cap, then per room: room,
-# pointer, level, trimmed count, trimmed floor, trimmed mention count, k, k unread ids, j,
-# j mention ids.
+# KEYS: hash, epoch, then each room's unread set and mention set. ARGV: cap, the epoch read
+# before the database was (-1: do not check), then per room: room, pointer, level, trimmed
+# count, trimmed floor, trimmed mention count, k, k unread ids, j, j mention ids. Returns
+# {-1} and loads nothing when the user was forgotten since that epoch: what was read may be
+# older than the change that forgot them.
 _LOAD = (
     _LUA_HELPERS
     + """
@@ -204,8 +213,10 @@ local function zadd_all(key, from, k)
   end
 end
 
-local h, cap, a, total, mtotal = KEYS[1], tonumber(ARGV[1]), 2, 0, 0
-for i = 2, #KEYS, 2 do
+local h, cap, a, total, mtotal = KEYS[1], tonumber(ARGV[1]), 3, 0, 0
+local epoch = tonumber(ARGV[2])
+if epoch >= 0 and tonumber(redis.call('GET', KEYS[2]) or '0') ~= epoch then return {-1} end
+for i = 3, #KEYS, 2 do
   local z, m, room = KEYS[i], KEYS[i + 1], ARGV[a]
   local pointer, level, trimmed, floor, mtrimmed, k = tonumber(ARGV[a + 1]),
     ARGV[a + 2], tonumber(ARGV[a + 3]), tonumber(ARGV[a + 4]), tonumber(ARGV[a + 5]),
@@ -310,6 +321,11 @@ def _user_key(user_id: int) -> str:
     return prefixed("badges", "u", user_id)
 
 
+def _epoch_key(user_id: int) -> str:
+    """How many times the user was forgotten (`forget` in Lua builds the same name)."""
+    return prefixed("badges", "u", user_id, "e")
+
+
 def _room_keys(user_id: int, room_id: int) -> list[str]:
     """The room's unread set and mention set (`forget` in Lua builds the same names)."""
     return [
@@ -374,18 +390,35 @@ def apply_read(*, user_id: int, room_id: int, read_upto: int, cap: int) -> Badge
     ]
 
 
-def load_users(truths: dict[int, list[RoomTruth]], *, cap: int) -> None:
-    """Merge the database's view of these users into Redis, in one pipeline."""
+def epochs(user_ids: list[int]) -> dict[int, int]:
+    """Each user's epoch, to read before reading their truth from the database: a load with it
+    is refused if they were forgotten in between (`load_users`)."""
+    if not user_ids:
+        return {}
+    values = redis_connection().mget([_epoch_key(user_id) for user_id in user_ids])
+    return {user_id: int(value or 0) for user_id, value in zip(user_ids, values, strict=True)}
+
+
+def load_users(
+    truths: dict[int, list[RoomTruth]], *, cap: int, epochs: dict[int, int] | None = None
+) -> set[int]:
+    """Merge the database's view of these users into Redis, in one pipeline. Given the epochs
+    read before the database was, users forgotten since are not loaded: they are returned, for
+    the caller to read again (a change that forgets a user is newer than what was read)."""
     pipe = redis_connection().pipeline(transaction=False)
     for user_id, rooms in truths.items():
-        keys, args = _load_arguments(user_id, rooms, cap)
+        epoch = -1 if epochs is None else epochs.get(user_id, 0)
+        keys, args = _load_arguments(user_id, rooms, cap, epoch)
         _script(_LOAD)(keys=keys, args=args, client=pipe)
-    pipe.execute()
+    results = pipe.execute()
+    return {user_id for user_id, result in zip(truths, results, strict=True) if result[0] == -1}
 
 
-def _load_arguments(user_id: int, rooms: list[RoomTruth], cap: int) -> tuple[list[str], list[int]]:
-    keys = [_user_key(user_id)]
-    args: list[int] = [cap]
+def _load_arguments(
+    user_id: int, rooms: list[RoomTruth], cap: int, epoch: int
+) -> tuple[list[str], list[int]]:
+    keys = [_user_key(user_id), _epoch_key(user_id)]
+    args: list[int] = [cap, epoch]
     for room in rooms:
         kept = room.newest_unread_ids[:cap]
         trimmed = room.unread_count - len(kept) if room.unread_count > cap else 0

@@ -23,15 +23,30 @@ from chatproject import fanout
 from chatproject.metrics import COUNTERS_REBUILT
 
 
+# Reads of the database per rebuild before giving up on users forgotten again each time: they
+# stay missing, and the next read of their counts rebuilds them.
+_REBUILD_TRIES = 5
+
+
 def badges_rebuild_users(user_ids: list[int], *, reason: str) -> dict[int, UserState]:
     """Load users' counts from the database into Redis (a few queries and one pipeline for
     any number of users) and return them."""
-    truths = room_truths_for_users(user_ids, cap=app_settings.MAX_TRACKED_UNREAD)
-    counters.load_users(truths, cap=app_settings.MAX_TRACKED_UNREAD)
+    cap = app_settings.MAX_TRACKED_UNREAD
+    pending = list(user_ids)
+    rooms_of: dict[int, list[int]] = {}
+    for _ in range(_REBUILD_TRIES):
+        # The epochs first: a user forgotten after them (a delete, a mark-unread, a level
+        # change committed meanwhile) is not loaded from this older read, but read again.
+        epochs = counters.epochs(pending)
+        truths = room_truths_for_users(pending, cap=cap)
+        rooms_of.update(
+            {user_id: [room.room_id for room in rooms] for user_id, rooms in truths.items()}
+        )
+        pending = sorted(counters.load_users(truths, cap=cap, epochs=epochs))
+        if not pending:
+            break
     COUNTERS_REBUILT.labels(reason).inc(len(user_ids))
-    states = counters.user_states(
-        {user_id: [room.room_id for room in rooms] for user_id, rooms in truths.items()}
-    )
+    states = counters.user_states(rooms_of)
     # A user forgotten again in between reads as empty; the next read rebuilds it.
     return {
         user_id: state or UserState(total=0, version=0, rooms={})

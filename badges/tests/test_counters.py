@@ -182,3 +182,16 @@ def test_a_load_past_the_cap_keeps_the_trimmed_mentions_counted() -> None:
     assert (state.rooms[ROOM], state.mentions[ROOM], state.total_mentions) == (10, 4, 4)
     read = counters.apply_read(user_id=1, room_id=ROOM, read_upto=8, cap=3)
     assert (read.room_count, read.room_mentions) == (2, 1)
+
+
+def test_a_load_read_before_the_user_was_forgotten_is_refused() -> None:
+    _load(1)
+    _unread(1, 10)
+    epochs = counters.epochs([1])
+    counters.forget_users([1])  # a delete committed after the database was read
+    stale = {1: [RoomTruth(ROOM, 0, 1, [10])]}
+    assert counters.load_users(stale, cap=CAP, epochs=epochs) == {1}
+    assert counters.user_state(user_id=1, room_ids=[ROOM]) is None
+    fresh = {1: [RoomTruth(ROOM, 0, 0, [])]}
+    assert counters.load_users(fresh, cap=CAP, epochs=counters.epochs([1])) == set()
+    assert _count(1) == 0
