@@ -8,11 +8,11 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from chat import presence
-from chat.models import Membership, Message
+from chat.models import Level, Membership, Message
 from chat.tests.helpers import make_room, make_user
 from notifications import delivery
 from notifications.backends import PushOutcome
-from notifications.models import PushDelivery, RoomMute
+from notifications.models import PushDelivery
 from notifications.relay import BATCH_SPAN_SECONDS, MESSAGES_PER_JOB, job_batches
 from notifications.selectors import PUSH, message_push_verdicts
 from notifications.tests.helpers import make_device
@@ -129,7 +129,7 @@ def test_the_selector_says_who_gets_a_push_and_why_not() -> None:
     room = make_room("general", [sender, reader, viewer, muter, pushed, leaver])
     message = Message.objects.create(room=room, sender=sender, body="hi")
     Membership.objects.filter(user=reader).update(last_read_message_id=message.pk)
-    RoomMute.objects.create(room=room, user=muter)
+    Membership.objects.filter(user=muter).update(level=Level.NONE)
     presence.viewing_add(room_ids=[room.pk], user_id=viewer.pk, channel_name="c1")
     Membership.objects.filter(user=leaver).delete()
     verdicts = message_push_verdicts([message.pk, message.pk + 1000])

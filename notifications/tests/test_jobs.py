@@ -7,12 +7,13 @@ import pytest
 from channels.db import database_sync_to_async
 from django.test import override_settings
 
-from chat.services import message_delete, message_send, room_mark_read
+from chat.models import Level
+from chat.services import message_delete, message_send, room_level_set, room_mark_read
 from chat.tests.helpers import PATIENCE_S, connect_user, eventually, make_room, make_user
 from chatproject import lanes
 from notifications import jobs, queue
 from notifications.backends import DeviceBackends, PushOutcome
-from notifications.models import Device, PushDelivery, RoomMute
+from notifications.models import Device, PushDelivery
 from notifications.tests.helpers import RecordingBackend, make_device, running_worker
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -112,13 +113,13 @@ async def test_a_member_viewing_the_room_gets_no_push() -> None:
 
 async def test_a_muted_room_is_not_pushed_and_unmuting_pushes_again() -> None:
     alice, bob, room, phone, _ = await _setup()
-    await sync(RoomMute.objects.create)(room=room, user=bob)
+    await sync(room_level_set)(user_id=bob.pk, room_id=room.pk, level=Level.NONE)  # muted
     backend = RecordingBackend()
     async with running_worker(backend):
         muted_id = await sync(_send)(alice, room, "quiet", "c1")
         skipped = PushDelivery.objects.filter(message_id=muted_id, status="skipped")
         await eventually(lambda: sync(skipped.exists)())
-        await sync(RoomMute.objects.filter(room=room, user=bob).delete)()
+        await sync(room_level_set)(user_id=bob.pk, room_id=room.pk, level=Level.ALL)
         loud_id = await sync(_send)(alice, room, "loud", "c2")
         await eventually(lambda: [p["messageId"] for p in backend.to(phone)] == [loud_id])
     muted = await sync(_deliveries)(message_id=muted_id)
