@@ -219,7 +219,7 @@ def _build(kept: list[_Pending], verdicts: MessagePushVerdicts | None) -> list[R
     # Read before anything is claimed: one pipeline for every recipient.
     badges = unread_counts().totals(list({row.user_id for row in kept}))
     targets: dict[int, PushTarget] = {}
-    payloads: dict[tuple[int, int], PushMessage] = {}
+    payloads: dict[tuple[int, int, bool], PushMessage] = {}
     ready = []
     for row in kept:
         target = targets.get(row.device_id)
@@ -228,12 +228,17 @@ def _build(kept: list[_Pending], verdicts: MessagePushVerdicts | None) -> list[R
                 device_id=row.device_id, kind=row.kind, address=row.address, keys=row.keys or {}
             )
         badge = badges[row.user_id]
-        message = verdicts.messages[row.message_id or 0] if verdicts is not None else None
-        key = (message.pk if message is not None else 0, badge)
+        message: PushableMessage | None = None
+        mention = False
+        if verdicts is not None:
+            message = verdicts.messages[row.message_id or 0]
+            # A set lookup in what the selector read anyway: no query per push.
+            mention = verdicts.mentions(message.pk, row.user_id)
+        key = (message.pk if message is not None else 0, badge, mention)
         payload = payloads.get(key)
         if payload is None:
             payload = payloads[key] = (
-                _chat_push(message, badge) if message is not None else _badge_push(badge)
+                _chat_push(message, badge, mention) if message is not None else _badge_push(badge)
             )
         ready.append(
             ReadyPush(
@@ -264,7 +269,7 @@ def deliveries_claim(pushes: list[ReadyPush]) -> dict[int, int]:
     )
 
 
-def _chat_push(message: PushableMessage, badge: int) -> PushMessage:
+def _chat_push(message: PushableMessage, badge: int, mention: bool) -> PushMessage:
     payload: ChatMessagePush = {
         "type": "chat-message",
         "roomId": message.room_id,
@@ -272,6 +277,7 @@ def _chat_push(message: PushableMessage, badge: int) -> PushMessage:
         "title": f"{message.sender_name} in {message.room_name}",
         "body": message.body[:BODY_PREVIEW],
         "badge": badge,
+        "mention": mention,
     }
     return PushMessage(
         payload=dict(payload),

@@ -57,6 +57,7 @@ async def test_a_message_pushes_once_per_device_with_the_absolute_badge() -> Non
         "title": f"alice in {room.name}",
         "body": "hello bob",
         "badge": 2,  # the total over every room, not this room's count
+        "mention": False,
     }
 
     def pushed_to(device: Device) -> dict[str, Any]:
