@@ -8,7 +8,13 @@ from channels.db import database_sync_to_async
 from django.test import override_settings
 
 from chat.models import Level
-from chat.services import message_delete, message_send, room_level_set, room_mark_read
+from chat.services import (
+    message_delete,
+    message_edit,
+    message_send,
+    room_level_set,
+    room_mark_read,
+)
 from chat.tests.helpers import PATIENCE_S, connect_user, eventually, make_room, make_user
 from chatproject import lanes
 from notifications import jobs, queue
@@ -199,6 +205,31 @@ async def test_a_retry_keeps_the_mention() -> None:
     assert [p["mention"] for p in backend.to(phones["bob"])] == [False, False]
     [delivery] = await sync(_deliveries)(message_id=named, device=phones["carol"])
     assert (delivery.status, delivery.attempts) == ("sent", 2)
+
+
+async def test_an_edit_that_mentions_a_member_at_level_mentions_pushes_them_once() -> None:
+    alice, room, phones = await _members_at_levels()
+    backend = RecordingBackend()
+
+    async def edit(body: str) -> None:
+        await sync(message_edit)(user_id=alice.pk, room_id=room.pk, message_id=sent, body=body)
+
+    async with running_worker(backend):
+        sent = await sync(_send)(alice, room, "lunch?", "c1")
+        await eventually(lambda: len(_pushed(backend, phones["bob"])) == 1)
+        skipped = PushDelivery.objects.filter(message_id=sent, reason="unmention")
+        await eventually(lambda: sync(skipped.exists)())
+        await edit("lunch? @carol @bob @dave")
+        await eventually(lambda: len(_pushed(backend, phones["carol"])) == 1)
+        await edit("lunch?")  # and back: no second push
+        await edit("lunch? @carol")
+        assert await sync(lanes.flush)(PATIENCE_S), "receiver lanes did not drain"
+        await asyncio.sleep(1.0)  # past the grace delay of the last edit's job
+    assert _pushed(backend, phones["carol"]) == {sent: True}
+    assert _pushed(backend, phones["bob"]) == {sent: False}  # level all: pushed when new
+    assert backend.to(phones["dave"]) == []  # level none
+    [carols] = await sync(_deliveries)(message_id=sent, device=phones["carol"])
+    assert (carols.status, carols.reason, carols.attempts) == ("sent", "", 1)
 
 
 async def test_reading_sends_one_silent_badge_update_to_every_device_for_a_burst() -> None:
