@@ -22,7 +22,6 @@ from chat.events import (
 from chatproject import fanout
 from chatproject.metrics import COUNTERS_REBUILT
 
-
 # Reads of the database per rebuild before giving up on users forgotten again each time: they
 # stay missing, and the next read of their counts rebuilds them.
 _REBUILD_TRIES = 5

@@ -1,8 +1,10 @@
-"""Admin of the notifications app: devices and their state, deliveries, mutes, the outbox."""
+"""Admin of the notifications app: devices and their state, deliveries, the outbox.
+
+Mutes are no longer ours: a muted room is a membership at notification level `none` (chat)."""
 
 from django.contrib import admin
 
-from notifications.models import Device, PushDelivery
+from notifications.models import Device, PushDelivery, PushOutbox
 
 
 @admin.register(Device)
@@ -41,3 +43,11 @@ class PushDeliveryAdmin(admin.ModelAdmin):
     @admin.display(ordering="device__user__username")
     def user(self, delivery: PushDelivery) -> str:
         return delivery.device.user.get_username()
+
+
+@admin.register(PushOutbox)
+class PushOutboxAdmin(admin.ModelAdmin):
+    """Messages whose pushes the relay has not queued yet: a growing list means no worker."""
+
+    list_display = ["message_id", "created_at"]
+    readonly_fields = ["message", "created_at"]

@@ -10,9 +10,9 @@ aioapns names Apple's host in class attributes of its protocol classes; APNS_HOS
 own classes, so two backends of one process never see each other's host.
 
 Payloads (shared/PROTOCOL.md): a message push is an alert with the payload's title and body,
-`aps.badge` = the recipient's absolute unread count, and roomId/messageId beside `aps` for the
-app. A silent badge update carries `aps.badge` alone: see `_apns_payload` for why it is sent as
-an "alert" push at priority 5.
+`aps.badge` = the recipient's absolute unread count, and roomId/messageId/mention beside `aps`
+for the app. A silent badge update carries `aps.badge` alone: see `_apns_payload` for why it is
+sent as an "alert" push at priority 5.
 """
 
 import asyncio
@@ -167,7 +167,11 @@ def _apns_payload(payload: dict[str, Any], *, silent: bool) -> tuple[dict[str, A
         # Groups a room's notifications together in Notification Center.
         aps["thread-id"] = f"room-{payload['roomId']}"
         push_type, priority = PushType.ALERT, PRIORITY_IMMEDIATE
-        data = {"roomId": payload["roomId"], "messageId": payload["messageId"]}
+        data = {
+            "roomId": payload["roomId"],
+            "messageId": payload["messageId"],
+            "mention": bool(payload.get("mention", False)),
+        }
     return {"aps": aps, **data}, push_type, priority
 
 

@@ -38,7 +38,7 @@ class PushMessage:
     """One push, protocol-neutral.
 
     `payload` is the JSON of shared/PROTOCOL.md: `{"type": "chat-message", "roomId", "messageId",
-    "title", "body", "badge"}`, or `{"type": "badge", "badge"}` for a silent badge update
+    "title", "body", "badge", "mention"}`, or `{"type": "badge", "badge"}` for a silent badge update
     (`silent=True`: APNs badge-only background push, Web Push with low urgency).
     `topic` replaces an older push of the same topic still waiting in the push service (Web Push
     `Topic`, at most 32 URL-safe base64 characters; APNs `apns-collapse-id`).

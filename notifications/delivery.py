@@ -18,6 +18,19 @@ UPDATE per outcome class (`deliveries_settle`).
 
 The hot path builds no ORM object per push: rows are read as plain values, and the targets
 and payloads shared by many pushes are built once.
+
+Edits. An edit that mentions a member at level `mentions` who had not been mentioned owes them
+the push a new message's mention would have made (shared/PROTOCOL.md, "Edit"): the receiver
+writes the message's outbox row again and the message's job runs again, through the same
+planning, claiming and exactly-once rows. A message planned before keeps every decision made
+then; the job only revisits a member whom the selector lets an edit push (`edit_may_push`:
+level `mentions`, to be pushed now, so unread, not viewing, mentioned) and all of whose rows
+were skipped as `unmention` (or who has none, having had no device then): those rows go back to
+pending, their devices without a row get one, and they are sent like any pending row. A member
+pushed before (a mention removed and added back, a new device since) is not pushed again; nor
+is one skipped then as read, viewing or muted, whatever changed since; nor one at level `all`,
+whose push was decided when the message was new. Edited messages cost one more query per job
+(their existing rows); others none.
 """
 
 import logging
@@ -109,21 +122,47 @@ class Settled:
 def message_pushes(message_ids: list[int]) -> list[ReadyPush]:
     """The due pushes of these messages: one per active device of each recipient the selector
     says gets one; a skipped delivery (with its reason) for each of the others. The same
-    handful of statements for one message or a hundred, for one recipient or a thousand."""
+    handful of statements for one message or a hundred, for one recipient or a thousand.
+
+    A message planned before and edited since is planned again only for what its edit may
+    have added (module docstring, "Edits")."""
     verdicts = message_push_verdicts(message_ids)
+    decided = _decided_before(verdicts)
     recipients = {user for m in verdicts.messages for user in verdicts.recipients(m)}
     devices: dict[int, list[_Device]] = {}
     for device in Device.objects.filter(user_id__in=recipients, active=True).values_list(
         "pk", "user_id", "kind", "address", "keys"
     ):
         devices.setdefault(device[1], []).append(_Device(*device))
-    planned = [
-        (message_id, device.pk, Status.SKIPPED if reason else Status.PENDING, reason)
-        for message_id in verdicts.messages
-        for user_id, reason in verdicts.recipients(message_id).items()
-        for device in devices.get(user_id, ())
-    ]
-    if not planned:
+    planned: list[tuple[int, int, str, str]] = []
+    reopened: list[int] = []
+    for message_id in verdicts.messages:
+        before = decided.get(message_id)
+        for user_id, reason in verdicts.recipients(message_id).items():
+            if before is None:
+                planned += [
+                    (message_id, device.pk, Status.SKIPPED if reason else Status.PENDING, reason)
+                    for device in devices.get(user_id, ())
+                ]
+                continue
+            theirs = before.get(user_id, [])
+            if not verdicts.edit_may_push(message_id, user_id) or any(
+                (status, why) != (Status.SKIPPED, Reason.NOT_MENTIONED)
+                for _, _, status, why in theirs
+            ):
+                continue  # pushed, being pushed, or decided otherwise: theirs is settled
+            reopened += [pk for pk, *_ in theirs]
+            have = {device_id for _, device_id, _, _ in theirs}
+            planned += [
+                (message_id, device.pk, Status.PENDING, PUSH)
+                for device in devices.get(user_id, ())
+                if device.pk not in have
+            ]
+    if reopened:
+        PushDelivery.objects.filter(
+            pk__in=reopened, status=Status.SKIPPED, reason=Reason.NOT_MENTIONED
+        ).update(status=Status.PENDING, reason=PUSH, updated_at=timezone.now())
+    if not planned and not decided:
         return []
     created = rows.message_deliveries_insert(planned, timezone.now())
     skipped: dict[str, int] = {}
@@ -132,9 +171,10 @@ def message_pushes(message_ids: list[int]) -> list[ReadyPush]:
             skipped[reason] = skipped.get(reason, 0) + 1
     for reason, count in skipped.items():
         metrics.PUSH_SKIPPED.labels(reason).inc(count)
-    if len(created) < len(planned):
-        # A run before this one made some rows (a job run twice, or swept after a crash):
-        # whichever run made them, those still pending are this one's to decide and send.
+    if decided or len(created) < len(planned):
+        # A run before this one made some rows (a job run twice, or swept after a crash, or
+        # the first plan of an edited message): whichever run made them, those still pending
+        # are this one's to decide and send.
         return _ready(
             PushDelivery.objects.filter(
                 kind=PushDelivery.Kind.MESSAGE,
@@ -153,6 +193,25 @@ def message_pushes(message_ids: list[int]) -> list[ReadyPush]:
         ],
         verdicts,
     )
+
+
+def _decided_before(
+    verdicts: MessagePushVerdicts,
+) -> dict[int, dict[int, list[tuple[int, int, str, str]]]]:
+    """The deliveries that edited messages of this batch have already, as {message: {user:
+    [(delivery, device, status, reason)]}}; only messages that have some. No query for a batch
+    without an edited message: the common case costs nothing."""
+    edited = [m.pk for m in verdicts.messages.values() if m.edited_at is not None]
+    if not edited:
+        return {}
+    decided: dict[int, dict[int, list[tuple[int, int, str, str]]]] = {}
+    for pk, message_id, device_id, user_id, status, reason in PushDelivery.objects.filter(
+        kind=PushDelivery.Kind.MESSAGE, message_id__in=edited
+    ).values_list("pk", "message_id", "device_id", "device__user_id", "status", "reason"):
+        decided.setdefault(message_id, {}).setdefault(user_id, []).append(
+            (pk, device_id, status, reason)
+        )
+    return decided
 
 
 def badge_pushes(user_id: int, seq: int) -> list[ReadyPush]:
@@ -219,7 +278,7 @@ def _build(kept: list[_Pending], verdicts: MessagePushVerdicts | None) -> list[R
     # Read before anything is claimed: one pipeline for every recipient.
     badges = unread_counts().totals(list({row.user_id for row in kept}))
     targets: dict[int, PushTarget] = {}
-    payloads: dict[tuple[int, int], PushMessage] = {}
+    payloads: dict[tuple[int, int, bool], PushMessage] = {}
     ready = []
     for row in kept:
         target = targets.get(row.device_id)
@@ -228,12 +287,17 @@ def _build(kept: list[_Pending], verdicts: MessagePushVerdicts | None) -> list[R
                 device_id=row.device_id, kind=row.kind, address=row.address, keys=row.keys or {}
             )
         badge = badges[row.user_id]
-        message = verdicts.messages[row.message_id or 0] if verdicts is not None else None
-        key = (message.pk if message is not None else 0, badge)
+        message: PushableMessage | None = None
+        mention = False
+        if verdicts is not None:
+            message = verdicts.messages[row.message_id or 0]
+            # A set lookup in what the selector read anyway: no query per push.
+            mention = verdicts.mentions(message.pk, row.user_id)
+        key = (message.pk if message is not None else 0, badge, mention)
         payload = payloads.get(key)
         if payload is None:
             payload = payloads[key] = (
-                _chat_push(message, badge) if message is not None else _badge_push(badge)
+                _chat_push(message, badge, mention) if message is not None else _badge_push(badge)
             )
         ready.append(
             ReadyPush(
@@ -264,7 +328,7 @@ def deliveries_claim(pushes: list[ReadyPush]) -> dict[int, int]:
     )
 
 
-def _chat_push(message: PushableMessage, badge: int) -> PushMessage:
+def _chat_push(message: PushableMessage, badge: int, mention: bool) -> PushMessage:
     payload: ChatMessagePush = {
         "type": "chat-message",
         "roomId": message.room_id,
@@ -272,6 +336,7 @@ def _chat_push(message: PushableMessage, badge: int) -> PushMessage:
         "title": f"{message.sender_name} in {message.room_name}",
         "body": message.body[:BODY_PREVIEW],
         "badge": badge,
+        "mention": mention,
     }
     return PushMessage(
         payload=dict(payload),

@@ -10,6 +10,9 @@ class ChatMessagePush(TypedDict):
     title: str
     body: str
     badge: int  # the recipient's absolute total unread count when the push was sent
+    # Whether the message mentions the recipient (`@username` or `@room`): a client may show it
+    # louder, and at level `mentions` it is why the push came at all.
+    mention: bool
 
 
 class BadgePush(TypedDict):

@@ -5,7 +5,8 @@ from prometheus_client import Counter, Gauge, Histogram
 PUSH_SENT = Counter("push_sent_total", "Pushes a push service accepted.", ["kind"])
 PUSH_SKIPPED = Counter(
     "push_skipped_total",
-    "Pushes not sent: read in time, viewing the room, room muted, device deactivated.",
+    "Pushes not sent: read in time, viewing the room, room muted, not mentioned (level "
+    "mentions), device deactivated, message deleted.",
     ["reason"],
 )
 PUSH_FAILED = Counter(

@@ -58,10 +58,13 @@ def message_job_key(message_id: int) -> str:
     return f"message:{message_id}"
 
 
-def messages_job_key(message_ids: list[int]) -> str:
-    """Names the batch by all its ids: a relay that queues the same batch again is refused
-    while the first is unfinished, and a batch that differs by one message is another job."""
-    digest = hashlib.blake2b(",".join(map(str, message_ids)).encode(), digest_size=12)
+def messages_job_key(message_ids: list[int], newest: float) -> str:
+    """Names the batch by all its ids and its newest outbox time: a relay that queues the same
+    rows again is refused while the first is unfinished, and a batch that differs by one
+    message is another job. So is a message's row written again by an edit (its time is the
+    edit's): refused, it would be lost if the message's first job was running then."""
+    named = ",".join(map(str, message_ids)) + f"@{round(newest * 1000)}"
+    digest = hashlib.blake2b(named.encode(), digest_size=12)
     return f"messages:{message_ids[0]}:{len(message_ids)}:{digest.hexdigest()}"
 
 

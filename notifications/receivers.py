@@ -2,12 +2,13 @@
 owe a silent badge update after a read. None of them waits for Redis on the sender's path
 but the outbox insert, which is the point: it commits or rolls back with the message."""
 
+from datetime import datetime
 from typing import Any
 
-from chat.events import MessageCreated, RoomRead
+from chat.events import MessageCreated, MessageEdited, RoomRead
 from chat.models import Message
 from chatproject.lanes import on_lane
-from notifications import queue
+from notifications import queue, services
 from notifications.models import PushOutbox
 
 
@@ -22,6 +23,20 @@ def on_message_created(sender: Any, event: MessageCreated, **kwargs: Any) -> Non
     # Only a wake-up call: the relay also polls, so a nudge lost to a Redis outage costs a
     # second, not a push.
     if len(event["member_ids"]) > 1:
+        queue.relay_nudge()
+
+
+@on_lane("notifications.message_edited")
+def on_message_edited(sender: Any, event: MessageEdited, **kwargs: Any) -> None:
+    # After commit (chat sends it so), unlike the message's own outbox row: an edit has no
+    # post_save to ride on. A process killed between the edit's commit and this insert loses
+    # the push of that edit's mentions, not the message's own pushes.
+    if services.edit_mentions_push_plan(
+        message_id=event["message_id"],
+        room_id=event["room_id"],
+        mentioned_ids=event["mentions_added"],
+        edited_at=datetime.fromisoformat(event["edited_at"]),
+    ):
         queue.relay_nudge()
 
 

@@ -1,12 +1,13 @@
 """The relay: moves push intents from where they are durable to the queue.
 
-Runs in each push worker. Message intents are `PushOutbox` rows, committed with their messages;
-the relay queues one job per batch of them (up to MESSAGES_PER_JOB messages created within
-BATCH_SPAN_SECONDS of each other; job key `messages:<first id>:<count>:<digest of the ids>`,
-due at the newest one's creation plus the grace delay, so none is pushed before its grace
-delay and none waits more than the span beyond it) and deletes the rows. It runs when nudged
-(a message committed) and at least every RELAY_POLL_SECONDS, so a message saved while Redis
-was unreachable gets its pushes once Redis is back. If the relay dies between queueing and
+Runs in each push worker. Message intents are `PushOutbox` rows, committed with their messages
+(or written after an edit that added mentions: notifications.delivery, "Edits"); the relay
+queues one job per batch of them (up to MESSAGES_PER_JOB rows written within BATCH_SPAN_SECONDS
+of each other; job key `messages:<first id>:<count>:<digest of the ids and the newest time>`,
+due at the newest row's time plus the grace delay, so none is pushed before its grace delay and
+none waits more than the span beyond it) and deletes the rows. It runs when nudged (a message
+committed) and at least every RELAY_POLL_SECONDS, so a message saved while Redis was
+unreachable gets its pushes once Redis is back. If the relay dies between queueing and
 deleting, the next pass queues the same batches again: saq refuses a key that is still
 unfinished, and a job that runs again finds its deliveries claimed. Several workers may relay
 at once for the same reasons.
@@ -109,7 +110,7 @@ class OutboxRelay:
                     *(
                         self.queue.enqueue_push(
                             queue.MESSAGES_JOB,
-                            key=queue.messages_job_key(message_ids),
+                            key=queue.messages_job_key(message_ids, newest),
                             at=newest + grace,
                             message_ids=message_ids,
                         )

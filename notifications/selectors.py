@@ -16,6 +16,9 @@ The rules, in the order they are checked for each member of the message's room b
   - else: push, to each of the member's active devices.
 A message that no longer exists -> `deleted` for every recipient.
 
+An edit that adds a mention plans the message again (notifications.delivery, "Edits"); who of
+its recipients that re-plan may push is decided here too (`edit_may_push`).
+
 It is asked when the push is due (after PUSH_GRACE_SECONDS) and again before every retry, and
 reads in a fixed number of queries (and one Redis round trip per room for the viewers)
 whatever the number of messages and members.
@@ -47,6 +50,7 @@ class PushableMessage(NamedTuple):
     room_name: str
     sender_name: str
     mentions_room: bool
+    edited_at: datetime | None
 
 
 @dataclass(frozen=True)
@@ -58,6 +62,8 @@ class MessagePushVerdicts:
     verdicts: dict[int, dict[int, str]] = field(default_factory=dict)
     # (message, user) pairs named with `@username`; `@room` is the message's own flag.
     named: set[tuple[int, int]] = field(default_factory=set)
+    # (room, user) of the members asked about whose level in that room is `mentions`.
+    mentions_level: set[tuple[int, int]] = field(default_factory=set)
 
     def mentions(self, message_id: int, user_id: int) -> bool:
         """Whether the message mentions this member (the push payload's `mention`)."""
@@ -65,6 +71,19 @@ class MessagePushVerdicts:
         if message is None or user_id == message.sender_id:
             return False
         return message.mentions_room or (message_id, user_id) in self.named
+
+    def edit_may_push(self, message_id: int, user_id: int) -> bool:
+        """Whether a re-plan after an edit may push the message to this member: it is to be
+        pushed now and their level is `mentions`, so the push is owed to a mention (one the
+        edit added, unless they had it already and the caller finds it was pushed). A member at
+        `all` was pushed the message, or decided about, when it was new: an edit owes them
+        nothing, even a new device."""
+        message = self.messages.get(message_id)
+        return (
+            message is not None
+            and (message.room_id, user_id) in self.mentions_level
+            and self.reason(message_id, user_id) == PUSH
+        )
 
     def reason(self, message_id: int, user_id: int) -> str:
         """The verdict for one (message, user), users not asked about included."""
@@ -94,6 +113,7 @@ def message_push_verdicts(
             "room__name",
             username,
             "mentions_room",
+            "edited_at",
         )
     }
     rooms = {message.room_id for message in messages.values()}
@@ -105,11 +125,16 @@ def message_push_verdicts(
         memberships = memberships.filter(user_id__in=user_ids)
         named = named.filter(user_id__in=user_ids)
     members: dict[int, list[tuple[int, int, str]]] = {}
+    mentions_level: set[tuple[int, int]] = set()
     for room_id, user_id, read_upto, level in memberships.values_list(
         "room_id", "user_id", "last_read_message_id", "level"
     ):
         members.setdefault(room_id, []).append((user_id, read_upto, level))
-    found = MessagePushVerdicts(messages, {}, set(named.values_list("message_id", "user_id")))
+        if level == Level.MENTIONS:
+            mentions_level.add((room_id, user_id))
+    found = MessagePushVerdicts(
+        messages, {}, set(named.values_list("message_id", "user_id")), mentions_level
+    )
     viewing = {room_id: _viewers(room_id) for room_id in rooms}
     for message in messages.values():
         viewers = viewing[message.room_id]

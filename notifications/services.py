@@ -1,17 +1,19 @@
-"""State changes of the notifications app: push devices."""
+"""State changes of the notifications app: push devices, and pushes owed to edited messages."""
 
 import base64
 import binascii
 import re
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.core.validators import URLValidator
-from django.db import transaction
+from django.db import IntegrityError, transaction
 
 from chat.errors import BadRequest, NotFound
-from notifications.models import Device
+from chat.models import Level, Membership
+from notifications.models import Device, PushOutbox
 
 MAX_ENDPOINT_LENGTH = 2000  # Device.address
 MAX_KEY_LENGTH = 200  # p256dh is 87 characters of base64url, auth 22
@@ -62,6 +64,37 @@ def device_delete(*, user_id: int, device_id: int) -> None:
     deleted, _ = Device.objects.filter(pk=device_id, user_id=user_id).delete()
     if not deleted:
         raise NotFound(f"device {device_id} does not exist")
+
+
+def edit_mentions_push_plan(
+    *, message_id: int, room_id: int, mentioned_ids: list[int], edited_at: datetime
+) -> bool:
+    """Owe the members an edit newly mentions their push, as a new message's is owed: an outbox
+    row for the message, which the relay turns into a message job due after the grace delay.
+    That job decides who gets what (notifications.delivery, "Edits"); this only skips the row
+    when no one could: nobody newly mentioned is at level `mentions` with the message unread.
+    (At `all` the message was pushed, or decided about, when it was new.) True when a row is
+    owed; False also when the message was deleted meanwhile."""
+    if not mentioned_ids:
+        return False
+    owed = Membership.objects.filter(
+        room_id=room_id,
+        user_id__in=mentioned_ids,
+        level=Level.MENTIONS,
+        last_read_message_id__lt=message_id,
+    ).exists()
+    if not owed:
+        return False
+    try:
+        with transaction.atomic():
+            # A row already waiting (the message's own, or an earlier edit's) is a job still to
+            # come, which will see this edit's mentions: one row is enough.
+            PushOutbox.objects.bulk_create(
+                [PushOutbox(message_id=message_id, created_at=edited_at)], ignore_conflicts=True
+            )
+    except IntegrityError:  # the message is gone (deleted since the edit)
+        return False
+    return True
 
 
 def _validated(

@@ -16,7 +16,7 @@ from django.urls import reverse
 from badges import counters
 from badges.drift import compare_counts
 from chat.events import CLOSE_REVOKED
-from chat.models import Membership, Message, Room
+from chat.models import Level, Membership, Message, Room
 from chat.tests.helpers import (
     PATIENCE_S,
     close_quietly,
@@ -29,7 +29,7 @@ from chat.tests.test_revocation import close_code
 from chat.unread import room_badge
 from chatproject import lanes
 from chatproject.redis_client import redis_connection
-from notifications.models import Device, PushDelivery, RoomMute
+from notifications.models import Device, PushDelivery
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -66,7 +66,7 @@ def test_every_registered_models_pages_load_for_a_superuser() -> None:
     token_for(alice)
     phone = Device.objects.create(user=alice, kind="apns", address="ab" * 32)
     PushDelivery.objects.create(message=Message.objects.filter(room=room).first(), device=phone)
-    RoomMute.objects.create(room=room, user=bob)
+    Membership.objects.filter(room=room, user=bob).update(level=Level.NONE)  # muted
     from django.contrib.auth.models import Group
 
     Group.objects.create(name="moderators")

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
+from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.test import Client
 from django.urls import reverse
@@ -17,7 +18,6 @@ from badges import counters
 from chat.mentions import mentions_in, names_after_at
 from chat.models import Membership, Message, MessageMention
 from chat.tests.helpers import close_quietly, make_user, token_for
-from chat.tests.test_admin import admin_client_of_superuser  # noqa: F401  # a fixture
 from chat.tests.test_consumer_protocol import (
     Connections,
     Frame,
@@ -344,9 +344,11 @@ def test_reconcile_finds_and_repairs_a_wrong_mention_count_and_level() -> None:
 
 
 @pytest.mark.django_db(transaction=True)
-def test_the_admin_shows_mentions_and_levels_and_their_drift(
-    admin_client_of_superuser: Client,
-) -> None:
+def test_the_admin_shows_mentions_and_levels_and_their_drift() -> None:
+    admin_client_of_superuser = Client()
+    admin_client_of_superuser.force_login(
+        get_user_model().objects.create_superuser("root", "root@example.com", "pw")
+    )
     alice, bob = make_user("alice"), make_user("bob")
     room = _room("general", [alice, bob])
     Membership.objects.filter(user=bob).update(level="mentions")

@@ -1,4 +1,4 @@
-"""The admin shows devices, deliveries (filterable), mutes and the outbox."""
+"""The admin shows devices, deliveries (filterable) and the outbox."""
 
 from datetime import timedelta
 from typing import Any
@@ -10,9 +10,9 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from chat.models import Message
+from chat.models import Level, Membership, Message
 from chat.tests.helpers import make_room, make_user
-from notifications.models import Device, PushDelivery, RoomMute
+from notifications.models import Device, PushDelivery
 from notifications.tests.helpers import make_device
 
 pytestmark = pytest.mark.django_db
@@ -32,7 +32,7 @@ def _records() -> tuple[Any, Device]:
     phone = make_device(bob)
     PushDelivery.objects.create(message=message, device=phone, status="failed", last_error="503")
     PushDelivery.objects.create(kind="badge", badge_seq=1, device=phone, status="sent", badge=0)
-    RoomMute.objects.create(room=room, user=bob)
+    Membership.objects.filter(room=room, user=bob).update(level=Level.NONE)  # muted
     return message, phone
 
 
@@ -45,7 +45,6 @@ def _records() -> tuple[Any, Device]:
         ("pushdelivery", "?q=bob", 2),
         ("device", "?active__exact=1", 1),
         ("device", "?active__exact=0", 0),
-        ("roommute", "?q=general", 1),
         ("pushoutbox", "", 1),
     ],
 )

@@ -19,6 +19,7 @@ MESSAGE_PAYLOAD = {
     "title": "general",
     "body": "lunch at noon?",
     "badge": 5,
+    "mention": True,
 }
 
 
@@ -49,6 +50,7 @@ async def test_message_push_is_an_alert_with_badge_and_collapse_id(
         },
         "roomId": 7,
         "messageId": 1234,
+        "mention": True,
     }
     headers = push.headers
     assert headers["apns-topic"] == apns_service.credentials.topic

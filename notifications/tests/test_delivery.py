@@ -8,11 +8,13 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from chat import presence
-from chat.models import Membership, Message
+from chat.models import Level, Membership, Message
+from chat.services import message_edit, message_send
 from chat.tests.helpers import make_room, make_user
 from notifications import delivery
 from notifications.backends import PushOutcome
-from notifications.models import PushDelivery, RoomMute
+from notifications.models import PushDelivery
+from notifications.queue import messages_job_key
 from notifications.relay import BATCH_SPAN_SECONDS, MESSAGES_PER_JOB, job_batches
 from notifications.selectors import PUSH, message_push_verdicts
 from notifications.tests.helpers import make_device
@@ -129,7 +131,7 @@ def test_the_selector_says_who_gets_a_push_and_why_not() -> None:
     room = make_room("general", [sender, reader, viewer, muter, pushed, leaver])
     message = Message.objects.create(room=room, sender=sender, body="hi")
     Membership.objects.filter(user=reader).update(last_read_message_id=message.pk)
-    RoomMute.objects.create(room=room, user=muter)
+    Membership.objects.filter(user=muter).update(level=Level.NONE)
     presence.viewing_add(room_ids=[room.pk], user_id=viewer.pk, channel_name="c1")
     Membership.objects.filter(user=leaver).delete()
     verdicts = message_push_verdicts([message.pk, message.pk + 1000])
@@ -155,3 +157,60 @@ def test_the_relay_cuts_jobs_by_count_and_by_time_and_dues_them_at_the_newest() 
         created = [at for message_id, at in rows if message_id in ids]
         assert due == max(created)  # none is pushed before its own grace delay
         assert max(created) - min(created) <= BATCH_SPAN_SECONDS
+
+
+def test_the_same_rows_are_the_same_job_and_a_row_written_again_by_an_edit_another() -> None:
+    assert messages_job_key([5, 6], 100.0) == messages_job_key([5, 6], 100.0)
+    assert messages_job_key([5], 100.0) != messages_job_key([5, 6], 100.0)
+    # The message's own job may be running when the edit's row is relayed: refused, the edit's
+    # mention would never be planned.
+    assert messages_job_key([5], 100.0) != messages_job_key([5], 101.5)
+
+
+def test_an_edit_pushes_only_the_mentions_it_added_to_members_at_level_mentions() -> None:
+    alice, bob, carol, erin, dave = (
+        make_user(name) for name in ("alice", "bob", "carol", "erin", "dave")
+    )
+    room = make_room("general", [alice, bob, carol, erin, dave])
+    for user in (carol, erin, dave):
+        Membership.objects.filter(user=user).update(level=Level.MENTIONS)
+    phones = {user.username: make_device(user) for user in (bob, carol, erin, dave)}
+    sent = message_send(sender_id=alice.pk, room_id=room.pk, body="hi @erin", client_message_id="c")
+    message_id = sent.message.pk
+
+    def plan_and_send() -> dict[int, bool]:
+        """Plan the message's pushes, call them sent: {device: its "mention"}."""
+        pushes = delivery.message_pushes([message_id])
+        PushDelivery.objects.filter(status="pending").update(status="sent")
+        return {p.target.device_id: p.message.payload["mention"] for p in pushes}
+
+    assert plan_and_send() == {phones["bob"].pk: False, phones["erin"].pk: True}
+    # Since: new devices for everyone; dave read the message.
+    laptops = {user.username: make_device(user, 2) for user in (bob, carol, erin, dave)}
+    Membership.objects.filter(user=dave).update(last_read_message_id=message_id)
+    message_edit(
+        user_id=alice.pk, room_id=room.pk, message_id=message_id, body="hi @erin @carol @bob @dave"
+    )
+    edited = plan_and_send()
+    # carol: her row skipped as unmention reopens, her new device gets a row. erin was pushed
+    # already, bob is at level all: neither gets the message again, not even on a new device.
+    # dave read it.
+    assert edited == {phones["carol"].pk: True, laptops["carol"].pk: True}
+    rows = {(d.device_id, d.status, d.reason) for d in PushDelivery.objects.all()}
+    assert (phones["dave"].pk, "skipped", "unmention") in rows
+    assert not {laptops[name].pk for name in ("bob", "erin", "dave")} & {d for d, _, _ in rows}
+    # Mentioned, unmentioned, mentioned again: carol is not pushed twice.
+    for body in ("hi", "hi @carol"):
+        message_edit(user_id=alice.pk, room_id=room.pk, message_id=message_id, body=body)
+        assert plan_and_send() == {}
+
+
+def test_an_edit_before_the_first_plan_is_planned_like_a_new_message() -> None:
+    alice, carol = make_user("alice"), make_user("carol")
+    room = make_room("general", [alice, carol])
+    Membership.objects.filter(user=carol).update(level=Level.MENTIONS)
+    phone = make_device(carol)
+    sent = message_send(sender_id=alice.pk, room_id=room.pk, body="hi", client_message_id="c")
+    message_edit(user_id=alice.pk, room_id=room.pk, message_id=sent.message.pk, body="hi @Carol")
+    [push] = delivery.message_pushes([sent.message.pk])
+    assert (push.target.device_id, push.message.payload["mention"]) == (phone.pk, True)

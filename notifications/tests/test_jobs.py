@@ -7,12 +7,19 @@ import pytest
 from channels.db import database_sync_to_async
 from django.test import override_settings
 
-from chat.services import message_delete, message_send, room_mark_read
+from chat.models import Level
+from chat.services import (
+    message_delete,
+    message_edit,
+    message_send,
+    room_level_set,
+    room_mark_read,
+)
 from chat.tests.helpers import PATIENCE_S, connect_user, eventually, make_room, make_user
 from chatproject import lanes
 from notifications import jobs, queue
 from notifications.backends import DeviceBackends, PushOutcome
-from notifications.models import Device, PushDelivery, RoomMute
+from notifications.models import Device, PushDelivery
 from notifications.tests.helpers import RecordingBackend, make_device, running_worker
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -56,6 +63,7 @@ async def test_a_message_pushes_once_per_device_with_the_absolute_badge() -> Non
         "title": f"alice in {room.name}",
         "body": "hello bob",
         "badge": 2,  # the total over every room, not this room's count
+        "mention": False,
     }
 
     def pushed_to(device: Device) -> dict[str, Any]:
@@ -112,17 +120,116 @@ async def test_a_member_viewing_the_room_gets_no_push() -> None:
 
 async def test_a_muted_room_is_not_pushed_and_unmuting_pushes_again() -> None:
     alice, bob, room, phone, _ = await _setup()
-    await sync(RoomMute.objects.create)(room=room, user=bob)
+    await sync(room_level_set)(user_id=bob.pk, room_id=room.pk, level=Level.NONE)  # muted
     backend = RecordingBackend()
     async with running_worker(backend):
         muted_id = await sync(_send)(alice, room, "quiet", "c1")
         skipped = PushDelivery.objects.filter(message_id=muted_id, status="skipped")
         await eventually(lambda: sync(skipped.exists)())
-        await sync(RoomMute.objects.filter(room=room, user=bob).delete)()
+        await sync(room_level_set)(user_id=bob.pk, room_id=room.pk, level=Level.ALL)
         loud_id = await sync(_send)(alice, room, "loud", "c2")
         await eventually(lambda: [p["messageId"] for p in backend.to(phone)] == [loud_id])
     muted = await sync(_deliveries)(message_id=muted_id)
     assert {(d.status, d.reason) for d in muted} == {("skipped", "muted")}
+
+
+async def _members_at_levels() -> tuple[Any, Any, dict[str, Device]]:
+    """alice sends; bob is at level all, carol at mentions, dave at none; one phone each."""
+    alice = await sync(make_user)("alice")
+    people = {name: await sync(make_user)(name) for name in ("bob", "carol", "dave")}
+    room = await sync(make_room)("general", [alice, *people.values()])
+    for name, level in (("carol", Level.MENTIONS), ("dave", Level.NONE)):
+        await sync(room_level_set)(user_id=people[name].pk, room_id=room.pk, level=level)
+    phones = {name: await sync(make_device)(user) for name, user in people.items()}
+    phones["alice"] = await sync(make_device)(alice)
+    return alice, room, phones
+
+
+def _pushed(backend: RecordingBackend, device: Device) -> dict[int, bool]:
+    """{message id: its payload's "mention"} of the message pushes this device got."""
+    return {p["messageId"]: p["mention"] for p in backend.to(device) if p["type"] == "chat-message"}
+
+
+async def test_each_level_pushes_what_it_says_and_the_payload_says_mention() -> None:
+    alice, room, phones = await _members_at_levels()
+    backend = RecordingBackend()
+    async with running_worker(backend):
+        plain = await sync(_send)(alice, room, "lunch?", "c1")
+        named = await sync(_send)(alice, room, "@CAROL lunch?", "c2")  # case does not matter
+        everyone = await sync(_send)(alice, room, "@room lunch!", "c3")
+        other = await sync(_send)(alice, room, "@bob, @carolyn, carol@ lunch?", "c4")
+        sent = [plain, named, everyone, other]
+        planned = PushDelivery.objects.filter(message_id__in=sent)
+
+        async def all_planned() -> bool:
+            return await sync(planned.count)() == 3 * len(sent)  # bob, carol, dave
+
+        await eventually(all_planned)
+        await eventually(lambda: len(_pushed(backend, phones["bob"])) == len(sent))
+        await eventually(lambda: len(_pushed(backend, phones["carol"])) == 2)
+        await asyncio.sleep(0.5)  # nothing more comes
+    # all: every message, "mention" saying which ones name this member.
+    assert _pushed(backend, phones["bob"]) == {
+        plain: False,
+        named: False,
+        everyone: True,
+        other: True,
+    }
+    # mentions: only the messages that mention carol, `@room` included; `@carolyn` and
+    # `carol@` are not her.
+    assert _pushed(backend, phones["carol"]) == {named: True, everyone: True}
+    # none: nothing. The sender: nothing of her own messages, her `@room` included.
+    assert backend.to(phones["dave"]) == backend.to(phones["alice"]) == []
+    reasons = {
+        (d.message_id, d.device_id): (d.status, d.reason)
+        for d in await sync(_deliveries)(message_id__in=sent)
+    }
+    for message_id in sent:
+        assert reasons[message_id, phones["dave"].pk] == ("skipped", "muted")
+    for message_id in (plain, other):
+        assert reasons[message_id, phones["carol"].pk] == ("skipped", "unmention")
+    assert all((m, phones["alice"].pk) not in reasons for m in sent)
+
+
+async def test_a_retry_keeps_the_mention() -> None:
+    alice, room, phones = await _members_at_levels()
+    backend = RecordingBackend(
+        lambda target, nth: (
+            PushOutcome("retry", error="503") if nth == 1 else PushOutcome("delivered")
+        )
+    )
+    async with running_worker(backend):
+        named = await sync(_send)(alice, room, "@carol?", "c1")
+        await eventually(lambda: len(backend.to(phones["carol"])) == 2)
+    assert [p["mention"] for p in backend.to(phones["carol"])] == [True, True]
+    assert [p["mention"] for p in backend.to(phones["bob"])] == [False, False]
+    [delivery] = await sync(_deliveries)(message_id=named, device=phones["carol"])
+    assert (delivery.status, delivery.attempts) == ("sent", 2)
+
+
+async def test_an_edit_that_mentions_a_member_at_level_mentions_pushes_them_once() -> None:
+    alice, room, phones = await _members_at_levels()
+    backend = RecordingBackend()
+
+    async def edit(body: str) -> None:
+        await sync(message_edit)(user_id=alice.pk, room_id=room.pk, message_id=sent, body=body)
+
+    async with running_worker(backend):
+        sent = await sync(_send)(alice, room, "lunch?", "c1")
+        await eventually(lambda: len(_pushed(backend, phones["bob"])) == 1)
+        skipped = PushDelivery.objects.filter(message_id=sent, reason="unmention")
+        await eventually(lambda: sync(skipped.exists)())
+        await edit("lunch? @carol @bob @dave")
+        await eventually(lambda: len(_pushed(backend, phones["carol"])) == 1)
+        await edit("lunch?")  # and back: no second push
+        await edit("lunch? @carol")
+        assert await sync(lanes.flush)(PATIENCE_S), "receiver lanes did not drain"
+        await asyncio.sleep(1.0)  # past the grace delay of the last edit's job
+    assert _pushed(backend, phones["carol"]) == {sent: True}
+    assert _pushed(backend, phones["bob"]) == {sent: False}  # level all: pushed when new
+    assert backend.to(phones["dave"]) == []  # level none
+    [carols] = await sync(_deliveries)(message_id=sent, device=phones["carol"])
+    assert (carols.status, carols.reason, carols.attempts) == ("sent", "", 1)
 
 
 async def test_reading_sends_one_silent_badge_update_to_every_device_for_a_burst() -> None:

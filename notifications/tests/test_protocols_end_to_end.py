@@ -87,6 +87,7 @@ async def test_a_message_reaches_the_browser_decrypted_with_the_absolute_badge(
         "title": message.payload["title"],
         "body": "hello bob",
         "badge": 2,
+        "mention": False,
     }
     assert "alice" in message.payload["title"]
     assert (message.ttl, message.urgency, message.topic) == (24 * 3600, "high", None)

@@ -1,4 +1,4 @@
-"""PUT /api/rooms/{id}/mute (shared/PROTOCOL.md)."""
+"""PUT /api/rooms/{id}/mute (shared/PROTOCOL.md): the room's notification level `none` or `all`."""
 
 import json
 from typing import Any
@@ -6,9 +6,8 @@ from typing import Any
 import pytest
 from django.test import Client
 
-from chat.models import Room
+from chat.models import Level, Membership, Room
 from chat.tests.helpers import make_room, make_user, token_for
-from notifications.models import RoomMute
 
 pytestmark = pytest.mark.django_db
 
@@ -29,10 +28,10 @@ def test_a_member_mutes_and_unmutes_a_room(client: Client) -> None:
     response = _mute(client, token, room.pk, {"muted": True})
     assert (response.status_code, response.json()) == (200, {"roomId": room.pk, "muted": True})
     assert _mute(client, token, room.pk, {"muted": True}).status_code == 200  # idempotent
-    assert RoomMute.objects.filter(room=room, user=alice).count() == 1
+    assert Membership.objects.get(room=room, user=alice).level == Level.NONE
     response = _mute(client, token, room.pk, {"muted": False})
     assert (response.status_code, response.json()) == (200, {"roomId": room.pk, "muted": False})
-    assert not RoomMute.objects.exists()
+    assert Membership.objects.get(room=room, user=alice).level == Level.ALL
 
 
 def test_muting_is_for_members_of_rooms_that_exist(client: Client) -> None:
@@ -43,7 +42,7 @@ def test_muting_is_for_members_of_rooms_that_exist(client: Client) -> None:
     assert (refused.status_code, refused.json()["error"]) == (403, "not_a_member")
     unknown = _mute(client, token, others.pk + 100, {"muted": True})
     assert (unknown.status_code, unknown.json()["error"]) == (404, "not_found")
-    assert not RoomMute.objects.exists()
+    assert not Membership.objects.filter(room=others).exists()
 
 
 @pytest.mark.parametrize("body", [{}, {"muted": "yes"}, {"muted": 1}, "[]", "not json"])

@@ -25,6 +25,7 @@ MESSAGE_PAYLOAD = {
     "title": "general",
     "body": "lunch at noon? 🍜",
     "badge": 5,
+    "mention": False,
 }
 
 
