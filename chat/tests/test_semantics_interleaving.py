@@ -180,7 +180,11 @@ async def _check(actors: list[Actor], servers: list[Daphne]) -> None:
         rooms, (total, mention_total) = await database_sync_to_async(_truth)(actor.person.pk)
         for device in actor.devices:
             assert device.closed is None, device.name
-            assert _shown(device)[1:] == (total, mention_total), device.name
+            assert _shown(device)[1:] == (total, mention_total), (
+                device.name,
+                rooms,
+                [f for f in device.frames if f["type"] != "chat-message"][-6:],
+            )
             # The one refusal expected: reading or marking unread a message its sender
             # deleted meanwhile.
             errors = [frame for frame in device.frames if frame["type"] == "error"]
