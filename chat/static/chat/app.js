@@ -51,7 +51,8 @@ const rooms = new RoomList({
   onOpen: (roomId) => openRoom(roomId),
 });
 const settings = new RoomSettings({
-  elements: { tools: byId("room-tools"), leave: byId("leave-room") },
+  elements: { tools: byId("room-tools"), level: byId("room-level"), leave: byId("leave-room") },
+  badges,
   announce,
   onLeft: (roomId) => {
     forgetRoom(roomId);
@@ -102,9 +103,10 @@ function loadRooms() {
 }
 
 function showCounts() {
-  document.title = titleFor(badges.total);
+  document.title = titleFor(badges.total, badges.totalMentions);
   drawFavicon(badges.total);
   rooms.render();
+  settings.refresh();
   if ("setAppBadge" in navigator) {
     const set = badges.total > 0 ? navigator.setAppBadge(badges.total) : navigator.clearAppBadge();
     set.catch(() => {});
@@ -184,6 +186,9 @@ const handlers = {
   },
   "chat-message"(frame) {
     room.chatMessage(frame);
+  },
+  "chat-message-edited"(frame) {
+    room.messageEdited(frame);
   },
   "chat-message-deleted"(frame) {
     room.messageDeleted(frame);
