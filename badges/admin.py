@@ -109,6 +109,8 @@ class MembershipCountsAdmin(MembershipAdmin):
         *MembershipAdmin.list_display,
         "unread_in_database",
         "unread_in_redis",
+        "mentions_in_database",
+        "mentions_in_redis",
         "redis_agrees",
         "viewing_now",
     ]
@@ -121,7 +123,13 @@ class MembershipCountsAdmin(MembershipAdmin):
     def get_readonly_fields(self, request: HttpRequest, obj: Model | None = None) -> Any:
         fields = list(super().get_readonly_fields(request, obj))
         if obj is not None:  # the add form has no member yet
-            fields += ["unread_in_database", "unread_in_redis", "viewing_now"]
+            fields += [
+                "unread_in_database",
+                "unread_in_redis",
+                "mentions_in_database",
+                "mentions_in_redis",
+                "viewing_now",
+            ]
         return fields
 
     def attach_page_counts(self, memberships: list[Membership]) -> None:
@@ -146,6 +154,18 @@ class MembershipCountsAdmin(MembershipAdmin):
         counts = self._counts(membership)
         return _redis_cell(
             counts.redis_room(membership.room_id), _status(counts, membership.room_id)
+        )
+
+    @admin.display(description="mentions (database)")
+    def mentions_in_database(self, membership: Membership) -> int:
+        room = self._counts(membership).rooms.get(membership.room_id)
+        return room.mentions if room else 0
+
+    @admin.display(description="mentions (Redis)")
+    def mentions_in_redis(self, membership: Membership) -> str:
+        counts = self._counts(membership)
+        return _redis_cell(
+            counts.redis_room_mentions(membership.room_id), _status(counts, membership.room_id)
         )
 
     @admin.display(description="Redis agrees", boolean=True)
@@ -223,20 +243,29 @@ class UserCountsAdmin(UserAdmin):
     @admin.display(description="unread by room (database / Redis)")
     def unread_by_room(self, user: Any) -> str:
         counts = self._counts(user)
-        if not counts.database:
+        if not counts.rooms:
             return "member of no room"
-        names = dict(Room.objects.filter(pk__in=counts.database).values_list("pk", "name"))
+        names = dict(Room.objects.filter(pk__in=counts.rooms).values_list("pk", "name"))
         rows = (
             (
                 names.get(room_id, room_id),
-                unread,
+                room.level,
+                room.unread,
                 _redis_cell(counts.redis_room(room_id), _status(counts, room_id)),
+                room.mentions,
+                _redis_cell(counts.redis_room_mentions(room_id), _status(counts, room_id)),
             )
-            for room_id, unread in sorted(counts.database.items())
+            for room_id, room in sorted(counts.rooms.items())
         )
         return format_html(
-            "<table><tr><th>room</th><th>database</th><th>Redis</th></tr>{}</table>",
-            format_html_join("", "<tr><td>{}</td><td>{}</td><td>{}</td></tr>", rows),
+            "<table><tr><th>room</th><th>level</th><th>unread (database)</th>"
+            "<th>unread (Redis)</th><th>mentions (database)</th><th>mentions (Redis)</th>"
+            "</tr>{}</table>",
+            format_html_join(
+                "",
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                rows,
+            ),
         )
 
     @admin.action(description="Deactivate the selected users and close their connections")

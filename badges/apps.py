@@ -9,7 +9,13 @@ class BadgesConfig(AppConfig):
 
         from badges import receivers
         from chat.models import Membership, Message
-        from chat.signals import message_created, room_marked_unread, room_read
+        from chat.signals import (
+            message_created,
+            message_edited,
+            room_level_changed,
+            room_marked_unread,
+            room_read,
+        )
 
         message_created.connect(
             receivers.on_message_created, dispatch_uid="badges.on_message_created"
@@ -18,6 +24,10 @@ class BadgesConfig(AppConfig):
         room_marked_unread.connect(
             receivers.on_room_marked_unread, dispatch_uid="badges.on_room_marked_unread"
         )
+        room_level_changed.connect(
+            receivers.on_room_level_changed, dispatch_uid="badges.on_room_level_changed"
+        )
+        message_edited.connect(receivers.on_message_edited, dispatch_uid="badges.on_message_edited")
         post_save.connect(
             receivers.on_membership_changed,
             sender=Membership,

@@ -1,9 +1,16 @@
 """Unread counters in Redis: the `badges:u:{user}` key family and its Lua scripts, owned here.
 
-Per user, a hash `badges:u:{user}` holds `loaded`, `total`, `version` and per room `p:{room}`
-(read pointer), and a sorted set `badges:u:{user}:r:{room}` holds the ids of that room's
-unread messages. A room's count is the set's size (plus `n:{room}` ids trimmed off the
-bottom past the cap, all at or below `f:{room}`).
+Per user, a hash `badges:u:{user}` holds `loaded`, `total`, `mtotal` (the mention total),
+`version` and per room `p:{room}` (read pointer) and `l:{room}` (notification level: 0 all,
+1 mentions, 2 none); a sorted set `badges:u:{user}:r:{room}` holds the ids of that room's
+unread messages and `badges:u:{user}:m:{room}` those of them that mention the user. A room's
+count is the set's size (plus `n:{room}` ids trimmed off the bottom past the cap, all at or
+below `f:{room}`, of which `mn:{room}` mentioned the user).
+
+The totals follow the levels (shared/PROTOCOL.md, "Notification level"): a room at `all` adds
+its count, at `mentions` its mention count, at `none` nothing; the mention total adds the
+mention count of every room not at `none`. Every change of a room moves the totals by what
+that room's share moved (`settle`), so the totals stay the sums whatever the levels.
 
 Keeping ids rather than a bare integer is what makes the counts exact under any ordering:
 adding an id is idempotent (a retried event never counts twice), and "read up to P" removes
@@ -12,11 +19,17 @@ whose hash is missing (Redis flushed or restarted, or forgotten) is rebuilt from
 database, the truth; the one state Redis cannot settle on its own (an id in the trimmed
 region) forgets the user so the database decides.
 
+Forgetting a user bumps their epoch `badges:u:{user}:e`, which outlives the forget; a rebuild
+reads the epoch before the database and its load is refused if the epoch moved, so a rebuild
+that read the database just before a delete, a mark-unread or a level change committed can
+never load that older truth after the change forgot the user.
+
 `version` grows with every change: max(old + 1, Redis time in microseconds), so it keeps
 growing even after a flush wipes the old value.
 """
 
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from enum import IntEnum
 from functools import cache
 
@@ -33,87 +46,134 @@ local function bump_version(h)
   redis.call('HSET', h, 'version', math.max(hnum(h, 'version') + 1, now))
 end
 
-local function trim(h, z, room, cap)
+-- A room's unread and mention counts: its sets plus what was trimmed off their bottom.
+local function counts(h, z, m, room)
+  return hnum(h, 'n:' .. room) + redis.call('ZCARD', z),
+    hnum(h, 'mn:' .. room) + redis.call('ZCARD', m)
+end
+
+-- What a room adds to the total and the mention total at its level (0 all, 1 mentions, 2 none).
+local function shares(h, z, m, room)
+  local level = hnum(h, 'l:' .. room)
+  if level == 2 then return 0, 0 end
+  local c, mc = counts(h, z, m, room)
+  if level == 1 then return mc, mc end
+  return c, mc
+end
+
+-- After a change of one room: move the totals by what its shares moved since `t0`, `m0`.
+local function settle(h, z, m, room, t0, m0)
+  local t1, m1 = shares(h, z, m, room)
+  if t1 ~= t0 then redis.call('HINCRBY', h, 'total', t1 - t0) end
+  if m1 ~= m0 then redis.call('HINCRBY', h, 'mtotal', m1 - m0) end
+end
+
+-- Keep at most `cap` ids; the mentions among those trimmed are counted in `mn:` likewise.
+local function trim(h, z, m, room, cap)
   local excess = redis.call('ZCARD', z) - cap
   if excess > 0 then
     local popped = redis.call('ZPOPMIN', z, excess)
+    local floor = popped[#popped]
     redis.call('HINCRBY', h, 'n:' .. room, excess)
-    redis.call('HSET', h, 'f:' .. room, popped[#popped])
+    redis.call('HSET', h, 'f:' .. room, floor)
+    local gone = redis.call('ZREMRANGEBYSCORE', m, '-inf', floor)
+    if gone > 0 then redis.call('HINCRBY', h, 'mn:' .. room, gone) end
   end
 end
 
-local function room_count(h, z, room) return hnum(h, 'n:' .. room) + redis.call('ZCARD', z) end
+-- Drop the user: the hash and every room's sets, found through the `p:` fields. The epoch
+-- grows, so a rebuild that read the database before this cannot load what it read.
+local function forget(h)
+  redis.call('INCR', h .. ':e')
+  for _, field in ipairs(redis.call('HKEYS', h)) do
+    if string.sub(field, 1, 2) == 'p:' then
+      local room = string.sub(field, 3)
+      redis.call('DEL', h .. ':r:' .. room, h .. ':m:' .. room)
+    end
+  end
+  return redis.call('DEL', h)
+end
 
 -- 1 unchanged, 2 changed, 3 unknowable here: forget the user
-local function add_unread(h, z, room, id, cap)
+local function add_unread(h, z, m, room, id, cap, mentioned)
   if id <= hnum(h, 'p:' .. room) then return 1 end
   if id <= hnum(h, 'f:' .. room) then return 3 end
   if redis.call('ZADD', z, id, id) == 0 then return 1 end
-  redis.call('HINCRBY', h, 'total', 1)
-  trim(h, z, room, cap)
+  if mentioned then redis.call('ZADD', m, id, id) end
+  trim(h, z, m, room, cap)
   return 2
 end
 
-local function read_upto(h, z, room, upto)
+local function read_upto(h, z, m, room, upto)
   local pointer = hnum(h, 'p:' .. room)
   if upto > pointer then redis.call('HSET', h, 'p:' .. room, upto) else upto = pointer end
   local removed = redis.call('ZREMRANGEBYSCORE', z, '-inf', upto)
+  redis.call('ZREMRANGEBYSCORE', m, '-inf', upto)
   local trimmed = hnum(h, 'n:' .. room)
   if trimmed > 0 then
     if upto < hnum(h, 'f:' .. room) then return 3 end
     removed = removed + trimmed
-    redis.call('HDEL', h, 'n:' .. room, 'f:' .. room)
+    redis.call('HDEL', h, 'n:' .. room, 'f:' .. room, 'mn:' .. room)
   end
   if removed == 0 then return 1 end
-  redis.call('HINCRBY', h, 'total', -removed)
   return 2
 end
 """
 
-# One member's change for one message, appended to `out` as status, room count, total, version
-# (zeros when Redis does not hold the user, or dropped them): shared by `_APPLY` and `_APPLY_MANY`.
+# One member's change for one message, appended to `out` as status, room count, room mention
+# count, total, mention total, version (zeros when Redis does not hold the user, or dropped
+# them): shared by `_APPLY` and `_APPLY_MANY`.
 _LUA_APPLY_MEMBER = """
-local function apply_member(h, z, mode, room, id, cap, out)
+local function apply_member(h, z, m, mode, room, id, cap, out)
   local status = 1
   if redis.call('EXISTS', h) == 0 then
     status = 0
-  elseif mode == 'unread' then
-    status = add_unread(h, z, room, id, cap)
-  elseif mode == 'read' then
-    status = read_upto(h, z, room, id)
+  elseif mode ~= 'same' then
+    local t0, m0 = shares(h, z, m, room)
+    if mode == 'read' then
+      status = read_upto(h, z, m, room, id)
+    else
+      status = add_unread(h, z, m, room, id, cap, mode == 'mention')
+    end
+    if status == 2 then
+      settle(h, z, m, room, t0, m0)
+      bump_version(h)
+    end
   end
-  if status == 3 then redis.call('DEL', h, z) end
-  if status == 2 then bump_version(h) end
+  if status == 3 then forget(h) end
   if status == 0 or status == 3 then
-    table.insert(out, 0); table.insert(out, 0); table.insert(out, 0); table.insert(out, 0)
+    for _ = 1, 6 do table.insert(out, 0) end
   else
+    local c, mc = counts(h, z, m, room)
     table.insert(out, status)
-    table.insert(out, room_count(h, z, room))
+    table.insert(out, c)
+    table.insert(out, mc)
     table.insert(out, hnum(h, 'total'))
+    table.insert(out, hnum(h, 'mtotal'))
     table.insert(out, hnum(h, 'version'))
   end
 end
 """
 
-# KEYS: hash, set of each user. ARGV: room, message id, cap, then each user's mode:
-# "unread" (a recipient), "read" (viewing the room: read up to the message), "same" (sender).
-# Returns status, room count, total, version for each user.
+# KEYS: hash, unread set, mention set of each user. ARGV: room, message id, cap, then each
+# user's mode: "unread" or "mention" (a recipient, mentioned or not), "read" (viewing the room:
+# read up to the message), "same" (sender). Returns `_LUA_APPLY_MEMBER`'s six per user.
 _APPLY = (
     _LUA_HELPERS
     + _LUA_APPLY_MEMBER
     + """
 local room, id, cap = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local out = {}
-for i = 1, #KEYS / 2 do
-  apply_member(KEYS[2 * i - 1], KEYS[2 * i], ARGV[3 + i], room, id, cap, out)
+for i = 1, #KEYS / 3 do
+  apply_member(KEYS[3 * i - 2], KEYS[3 * i - 1], KEYS[3 * i], ARGV[3 + i], room, id, cap, out)
 end
 return out
 """
 )
 
 # `_APPLY` for several messages at once (a lane's backlog, chatproject/lanes.py), in order.
-# KEYS: hash, set of each member of each message. ARGV: cap, then per message: room, message id,
-# k, then the k members' modes. Returns status, room count, total, version per member.
+# KEYS: hash, unread set, mention set of each member of each message. ARGV: cap, then per
+# message: room, message id, k, then the k members' modes. Returns six per member.
 _APPLY_MANY = (
     _LUA_HELPERS
     + _LUA_APPLY_MEMBER
@@ -123,8 +183,8 @@ while a <= #ARGV do
   local room, id, k = ARGV[a], tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
   a = a + 3
   for i = 1, k do
-    apply_member(KEYS[key], KEYS[key + 1], ARGV[a], room, id, cap, out)
-    key = key + 2
+    apply_member(KEYS[key], KEYS[key + 1], KEYS[key + 2], ARGV[a], room, id, cap, out)
+    key = key + 3
     a = a + 1
   end
 end
@@ -132,67 +192,85 @@ return out
 """
 )
 
-# Merge a snapshot of the database into one user's state (union of unread ids, highest
-# pointer), so a rebuild racing with live messages loses none of them.
-# KEYS: hash, then each room's set. ARGV: cap, then per room: room, pointer, trimmed count,
-# trimmed floor, k, then k unread ids.
+# Merge a snapshot of the database into one user's state (union of unread and mention ids,
+# highest pointer; the level as the database has it), so a rebuild racing with live messages
+# loses none of them.
+# KEYS: hash, epoch, then each room's unread set and mention set. ARGV: cap, the epoch read
+# before the database was (-1: do not check), then per room: room, pointer, level, trimmed
+# count, trimmed floor, trimmed mention count, k, k unread ids, j, j mention ids. Returns
+# {-1} and loads nothing when the user was forgotten since that epoch: what was read may be
+# older than the change that forgot them.
 _LOAD = (
     _LUA_HELPERS
     + """
-local h, cap, a, total = KEYS[1], tonumber(ARGV[1]), 2, 0
-for i = 2, #KEYS do
-  local z, room = KEYS[i], ARGV[a]
-  local pointer, trimmed, floor, k =
-    tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3]), tonumber(ARGV[a + 4])
-  a = a + 5
-  for j = a, a + k - 1, 500 do
+local function zadd_all(key, from, k)
+  for j = from, from + k - 1, 500 do
     local batch = {}
-    for m = j, math.min(j + 499, a + k - 1) do
-      table.insert(batch, ARGV[m]); table.insert(batch, ARGV[m])
+    for i = j, math.min(j + 499, from + k - 1) do
+      table.insert(batch, ARGV[i]); table.insert(batch, ARGV[i])
     end
-    redis.call('ZADD', z, unpack(batch))
+    redis.call('ZADD', key, unpack(batch))
   end
+end
+
+local h, cap, a, total, mtotal = KEYS[1], tonumber(ARGV[1]), 3, 0, 0
+local epoch = tonumber(ARGV[2])
+if epoch >= 0 and tonumber(redis.call('GET', KEYS[2]) or '0') ~= epoch then return {-1} end
+for i = 3, #KEYS, 2 do
+  local z, m, room = KEYS[i], KEYS[i + 1], ARGV[a]
+  local pointer, level, trimmed, floor, mtrimmed, k = tonumber(ARGV[a + 1]),
+    ARGV[a + 2], tonumber(ARGV[a + 3]), tonumber(ARGV[a + 4]), tonumber(ARGV[a + 5]),
+    tonumber(ARGV[a + 6])
+  a = a + 7
+  zadd_all(z, a, k)
   a = a + k
+  local j = tonumber(ARGV[a])
+  zadd_all(m, a + 1, j)
+  a = a + 1 + j
+  redis.call('HSET', h, 'l:' .. room, level)
   if floor > hnum(h, 'f:' .. room) then
-    redis.call('HSET', h, 'n:' .. room, trimmed, 'f:' .. room, floor)
+    redis.call('HSET', h, 'n:' .. room, trimmed, 'f:' .. room, floor, 'mn:' .. room, mtrimmed)
   end
-  -- Always written: `forget_users` finds a user's sets through these fields.
+  -- Always written: `forget` finds a user's sets through these fields.
   pointer = math.max(pointer, hnum(h, 'p:' .. room))
   redis.call('HSET', h, 'p:' .. room, pointer)
   redis.call('ZREMRANGEBYSCORE', z, '-inf', pointer)
+  redis.call('ZREMRANGEBYSCORE', m, '-inf', pointer)
   if hnum(h, 'n:' .. room) > 0 and pointer >= hnum(h, 'f:' .. room) then
-    redis.call('HDEL', h, 'n:' .. room, 'f:' .. room)
+    redis.call('HDEL', h, 'n:' .. room, 'f:' .. room, 'mn:' .. room)
   end
-  trim(h, z, room, cap)
-  total = total + room_count(h, z, room)
+  trim(h, z, m, room, cap)
+  local t, mt = shares(h, z, m, room)
+  total = total + t
+  mtotal = mtotal + mt
 end
-redis.call('HSET', h, 'total', total, 'loaded', 1)
+redis.call('HSET', h, 'total', total, 'mtotal', mtotal, 'loaded', 1)
 bump_version(h)
 return {total, hnum(h, 'version')}
 """
 )
 
-# KEYS: hash, then each room's set. ARGV: the rooms. Returns loaded, total, version, counts.
+# KEYS: hash, then each room's unread set and mention set. ARGV: the rooms. Returns loaded,
+# total, mention total, version, then each room's count, mention count and level.
 _STATE = (
     _LUA_HELPERS
     + """
 local h = KEYS[1]
 if redis.call('EXISTS', h) == 0 then return {0} end
-local out = {1, hnum(h, 'total'), hnum(h, 'version')}
-for i = 2, #KEYS do table.insert(out, room_count(h, KEYS[i], ARGV[i - 1])) end
+local out = {1, hnum(h, 'total'), hnum(h, 'mtotal'), hnum(h, 'version')}
+for i = 2, #KEYS, 2 do
+  local c, mc = counts(h, KEYS[i], KEYS[i + 1], ARGV[i / 2])
+  table.insert(out, c)
+  table.insert(out, mc)
+  table.insert(out, hnum(h, 'l:' .. ARGV[i / 2]))
+end
 return out
 """
 )
 
 
-# KEYS: hash. ARGV: the prefix of the user's set keys. Deletes the hash and every set.
-_FORGET = """
-local fields = redis.call('HKEYS', KEYS[1])
-for _, field in ipairs(fields) do
-  if string.sub(field, 1, 2) == 'p:' then redis.call('DEL', ARGV[1] .. string.sub(field, 3)) end
-end
-return redis.call('DEL', KEYS[1])
-"""
+# KEYS: hash. Deletes the hash and every set of the user.
+_FORGET = _LUA_HELPERS + "return forget(KEYS[1])"
 
 
 class Status(IntEnum):
@@ -201,11 +279,18 @@ class Status(IntEnum):
     CHANGED = 2
 
 
+# The notification levels as the hash stores them (`l:{room}`); chat.models.Level's values.
+LEVELS = {"all": 0, "mentions": 1, "none": 2}
+LEVEL_NAMES = {number: name for name, number in LEVELS.items()}
+
+
 @dataclass(frozen=True)
 class Badge:
     status: Status
     room_count: int
+    room_mentions: int
     total: int
+    total_mentions: int
     version: int
 
 
@@ -214,6 +299,9 @@ class UserState:
     total: int
     version: int
     rooms: dict[int, int]
+    total_mentions: int = 0
+    mentions: dict[int, int] = field(default_factory=dict)
+    levels: dict[int, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -224,14 +312,26 @@ class RoomTruth:
     pointer: int
     unread_count: int
     newest_unread_ids: list[int]  # at most `cap` of them, newest first
+    level: str = "all"
+    mention_count: int = 0
+    mention_ids: list[int] = field(default_factory=list)  # those of `newest_unread_ids`
 
 
 def _user_key(user_id: int) -> str:
     return prefixed("badges", "u", user_id)
 
 
-def _room_key(user_id: int, room_id: int | str) -> str:
-    return prefixed("badges", "u", user_id, "r", room_id)
+def _epoch_key(user_id: int) -> str:
+    """How many times the user was forgotten (`forget` in Lua builds the same name)."""
+    return prefixed("badges", "u", user_id, "e")
+
+
+def _room_keys(user_id: int, room_id: int) -> list[str]:
+    """The room's unread set and mention set (`forget` in Lua builds the same names)."""
+    return [
+        prefixed("badges", "u", user_id, "r", room_id),
+        prefixed("badges", "u", user_id, "m", room_id),
+    ]
 
 
 @cache
@@ -239,18 +339,23 @@ def _script(source: str) -> Script:
     return redis_connection().register_script(source)
 
 
+def _badges(flat: list[int], at: int, user_ids: Iterable[int]) -> dict[int, Badge]:
+    badges = {}
+    for user_id in user_ids:
+        badges[user_id] = Badge(Status(flat[at]), *flat[at + 1 : at + 6])
+        at += 6
+    return badges
+
+
 def apply_message(
     *, room_id: int, message_id: int, modes: dict[int, str], cap: int
 ) -> dict[int, Badge]:
-    """One round trip for all members: each mode is "unread", "read" or "same"."""
+    """One round trip for all members: each mode is "unread", "mention", "read" or "same"."""
     keys: list[str] = []
     for user_id in modes:
-        keys += [_user_key(user_id), _room_key(user_id, room_id)]
+        keys += [_user_key(user_id), *_room_keys(user_id, room_id)]
     flat = _script(_APPLY)(keys=keys, args=[room_id, message_id, cap, *modes.values()])
-    return {
-        user_id: Badge(Status(flat[4 * i]), *flat[4 * i + 1 : 4 * i + 4])
-        for i, user_id in enumerate(modes)
-    }
+    return _badges(flat, 0, modes)
 
 
 @dataclass(frozen=True)
@@ -268,17 +373,14 @@ def apply_messages(applies: list[MessageApply], *, cap: int) -> list[dict[int, B
     args: list[int | str] = [cap]
     for apply in applies:
         for user_id in apply.modes:
-            keys += [_user_key(user_id), _room_key(user_id, apply.room_id)]
+            keys += [_user_key(user_id), *_room_keys(user_id, apply.room_id)]
         args += [apply.room_id, apply.message_id, len(apply.modes), *apply.modes.values()]
     flat = _script(_APPLY_MANY)(keys=keys, args=args)
     results: list[dict[int, Badge]] = []
     at = 0
     for apply in applies:
-        badges = {}
-        for user_id in apply.modes:
-            badges[user_id] = Badge(Status(flat[at]), *flat[at + 1 : at + 4])
-            at += 4
-        results.append(badges)
+        results.append(_badges(flat, at, apply.modes))
+        at += 6 * len(apply.modes)
     return results
 
 
@@ -288,26 +390,47 @@ def apply_read(*, user_id: int, room_id: int, read_upto: int, cap: int) -> Badge
     ]
 
 
-def load_users(truths: dict[int, list[RoomTruth]], *, cap: int) -> None:
-    """Merge the database's view of these users into Redis, in one pipeline."""
+def epochs(user_ids: list[int]) -> dict[int, int]:
+    """Each user's epoch, to read before reading their truth from the database: a load with it
+    is refused if they were forgotten in between (`load_users`)."""
+    if not user_ids:
+        return {}
+    values = redis_connection().mget([_epoch_key(user_id) for user_id in user_ids])
+    return {user_id: int(value or 0) for user_id, value in zip(user_ids, values, strict=True)}
+
+
+def load_users(
+    truths: dict[int, list[RoomTruth]], *, cap: int, epochs: dict[int, int] | None = None
+) -> set[int]:
+    """Merge the database's view of these users into Redis, in one pipeline. Given the epochs
+    read before the database was, users forgotten since are not loaded: they are returned, for
+    the caller to read again (a change that forgets a user is newer than what was read)."""
     pipe = redis_connection().pipeline(transaction=False)
     for user_id, rooms in truths.items():
-        keys, args = _load_arguments(user_id, rooms, cap)
+        epoch = -1 if epochs is None else epochs.get(user_id, 0)
+        keys, args = _load_arguments(user_id, rooms, cap, epoch)
         _script(_LOAD)(keys=keys, args=args, client=pipe)
-    pipe.execute()
+    results = pipe.execute()
+    return {user_id for user_id, result in zip(truths, results, strict=True) if result[0] == -1}
 
 
-def _load_arguments(user_id: int, rooms: list[RoomTruth], cap: int) -> tuple[list[str], list[int]]:
-    keys = [_user_key(user_id)]
-    args: list[int] = [cap]
+def _load_arguments(
+    user_id: int, rooms: list[RoomTruth], cap: int, epoch: int
+) -> tuple[list[str], list[int]]:
+    keys = [_user_key(user_id), _epoch_key(user_id)]
+    args: list[int] = [cap, epoch]
     for room in rooms:
         kept = room.newest_unread_ids[:cap]
         trimmed = room.unread_count - len(kept) if room.unread_count > cap else 0
         # Everything below the oldest kept id is trimmed; ids at or below the floor are the
         # trimmed ones, so the floor is just under the oldest kept id.
         floor = (min(kept) - 1) if trimmed > 0 and kept else 0
-        keys.append(_room_key(user_id, room.room_id))
-        args += [room.room_id, room.pointer, trimmed if floor else 0, floor, len(kept), *kept]
+        mentions = [message_id for message_id in room.mention_ids if message_id > floor]
+        trimmed_mentions = room.mention_count - len(mentions) if floor else 0
+        keys += _room_keys(user_id, room.room_id)
+        args += [room.room_id, room.pointer, LEVELS[room.level]]
+        args += [trimmed if floor else 0, floor, trimmed_mentions, len(kept), *kept]
+        args += [len(mentions), *mentions]
     return keys, args
 
 
@@ -320,12 +443,24 @@ def user_states(rooms_of_users: dict[int, list[int]]) -> dict[int, UserState | N
     """`user_state` for several users in one pipeline."""
     pipe = redis_connection().pipeline(transaction=False)
     for user_id, room_ids in rooms_of_users.items():
-        keys = [_user_key(user_id), *(_room_key(user_id, room_id) for room_id in room_ids)]
+        keys = [_user_key(user_id)]
+        for room_id in room_ids:
+            keys += _room_keys(user_id, room_id)
         _script(_STATE)(keys=keys, args=room_ids, client=pipe)
     states: dict[int, UserState | None] = {}
     for (user_id, room_ids), flat in zip(rooms_of_users.items(), pipe.execute(), strict=True):
         states[user_id] = (
-            UserState(flat[1], flat[2], dict(zip(room_ids, flat[3:], strict=True)))
+            UserState(
+                total=flat[1],
+                version=flat[3],
+                rooms=dict(zip(room_ids, flat[4::3], strict=True)),
+                total_mentions=flat[2],
+                mentions=dict(zip(room_ids, flat[5::3], strict=True)),
+                levels={
+                    room_id: LEVEL_NAMES[level]
+                    for room_id, level in zip(room_ids, flat[6::3], strict=True)
+                },
+            )
             if flat[0]
             else None
         )
@@ -337,5 +472,5 @@ def forget_users(user_ids: list[int]) -> None:
     forget = _script(_FORGET)
     pipe = redis_connection().pipeline(transaction=False)
     for user_id in user_ids:
-        forget(keys=[_user_key(user_id)], args=[_room_key(user_id, "")], client=pipe)
+        forget(keys=[_user_key(user_id)], client=pipe)
     pipe.execute()

@@ -1,4 +1,4 @@
-"""The database's unread counts beside the ones Redis holds, for many users at once.
+"""The database's unread and mention counts and levels beside Redis's, for many users at once.
 
 What the staff admin shows on a page of users or memberships: one query and one Redis
 pipeline for the whole page, whatever its size, never a question per row. "Drift" means Redis
@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from badges import counters
 from badges.counters import UserState
-from badges.selectors import unread_counts_for_users
+from badges.selectors import RoomCounts, room_counts_for_users, totals
 
 # Users compared per query and pipeline when a whole table is scanned (the drift filter).
 SCAN_BATCH = 500
@@ -20,12 +20,21 @@ SCAN_BATCH = 500
 @dataclass(frozen=True)
 class ComparedCounts:
     user_id: int
-    database: dict[int, int]  # room id → unread count, the truth
+    rooms: dict[int, RoomCounts]  # the truth
     redis: UserState | None  # None: Redis does not hold this user
 
     @property
+    def database(self) -> dict[int, int]:
+        """Room id → unread count, the truth."""
+        return {room_id: room.unread for room_id, room in self.rooms.items()}
+
+    @property
     def database_total(self) -> int:
-        return sum(self.database.values())
+        return totals(self.rooms)[0]
+
+    @property
+    def database_mention_total(self) -> int:
+        return totals(self.rooms)[1]
 
     @property
     def redis_total(self) -> int | None:
@@ -34,18 +43,37 @@ class ComparedCounts:
     def redis_room(self, room_id: int) -> int | None:
         return None if self.redis is None else self.redis.rooms.get(room_id)
 
+    def redis_room_mentions(self, room_id: int) -> int | None:
+        return None if self.redis is None else self.redis.mentions.get(room_id)
+
+    def wrong_in_room(self, room_id: int) -> int:
+        """How many of the room's counters (unread, mentions, level) Redis has wrong."""
+        if self.redis is None or room_id not in self.rooms:
+            return 0
+        room = self.rooms[room_id]
+        return (
+            (self.redis.rooms.get(room_id) != room.unread)
+            + (self.redis.mentions.get(room_id) != room.mentions)
+            + (self.redis.levels.get(room_id) != room.level)
+        )
+
     def room_drifted(self, room_id: int) -> bool:
-        return self.redis is not None and self.redis.rooms.get(room_id) != self.database.get(
-            room_id
+        return self.wrong_in_room(room_id) > 0
+
+    @property
+    def wrong(self) -> int:
+        """How many counters Redis has wrong: each room's three, the total, the mention total."""
+        if self.redis is None:
+            return 0
+        return (
+            sum(self.wrong_in_room(room_id) for room_id in self.rooms)
+            + (self.redis.total != self.database_total)
+            + (self.redis.total_mentions != self.database_mention_total)
         )
 
     @property
     def drifted(self) -> bool:
-        if self.redis is None:
-            return False
-        return self.redis.total != self.database_total or any(
-            self.room_drifted(room_id) for room_id in self.database
-        )
+        return self.wrong > 0
 
 
 def compare_counts(user_ids: list[int]) -> dict[int, ComparedCounts]:
@@ -53,14 +81,10 @@ def compare_counts(user_ids: list[int]) -> dict[int, ComparedCounts]:
     user_ids = sorted(set(user_ids))
     if not user_ids:
         return {}
-    truth = unread_counts_for_users(user_ids)
+    truth = room_counts_for_users(user_ids)
     states = counters.user_states({user_id: list(truth[user_id]) for user_id in user_ids})
     return {
-        user_id: ComparedCounts(
-            user_id=user_id,
-            database={room_id: unread for room_id, (_, unread) in truth[user_id].items()},
-            redis=states[user_id],
-        )
+        user_id: ComparedCounts(user_id=user_id, rooms=truth[user_id], redis=states[user_id])
         for user_id in user_ids
     }
 

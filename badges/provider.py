@@ -9,7 +9,7 @@ import logging
 
 from redis.exceptions import RedisError
 
-from badges.selectors import unread_counts_for_users, unread_counts_from_db
+from badges.selectors import room_counts_for_users, totals
 from badges.services import badges_rebuild_users, badges_state, badges_totals
 from chat.unread import Counts
 from chatproject.redis_watch import redis_unreachable
@@ -25,11 +25,28 @@ class RedisUnreadCounts:
             state = badges_state(user_id=user_id, room_ids=room_ids)
         except RedisError:
             logger.warning("Redis unavailable: counts of user %s from the database", user_id)
-            truth = {room: unread for room, (_, unread) in unread_counts_from_db(user_id).items()}
-            rooms = {room_id: truth.get(room_id, 0) for room_id in room_ids}
-            return Counts(total=sum(truth.values()), version=0, rooms=rooms)
-        rooms = {room_id: state.rooms.get(room_id, 0) for room_id in room_ids}
-        return Counts(total=state.total, version=state.version, rooms=rooms)
+            truth = room_counts_for_users([user_id])[user_id]
+            total, total_mentions = totals(truth)
+            return Counts(
+                total=total,
+                version=0,
+                rooms={
+                    room_id: truth[room_id].unread if room_id in truth else 0
+                    for room_id in room_ids
+                },
+                total_mentions=total_mentions,
+                mentions={
+                    room_id: truth[room_id].mentions if room_id in truth else 0
+                    for room_id in room_ids
+                },
+            )
+        return Counts(
+            total=state.total,
+            version=state.version,
+            rooms={room_id: state.rooms.get(room_id, 0) for room_id in room_ids},
+            total_mentions=state.total_mentions,
+            mentions={room_id: state.mentions.get(room_id, 0) for room_id in room_ids},
+        )
 
     def totals(self, user_ids: list[int]) -> dict[int, int]:
         try:
@@ -38,11 +55,8 @@ class RedisUnreadCounts:
             return badges_totals(user_ids=user_ids)
         except RedisError:
             logger.warning("Redis unavailable: totals of %d users from the database", len(user_ids))
-            truth = unread_counts_for_users(user_ids)
-            return {
-                user_id: sum(unread for _, unread in truth.get(user_id, {}).values())
-                for user_id in user_ids
-            }
+            truth = room_counts_for_users(user_ids)
+            return {user_id: totals(truth[user_id])[0] for user_id in user_ids}
 
     def refresh(self, user_ids: list[int]) -> None:
         # A merge, not a reset: live updates racing with it are kept, and what Redis missed

@@ -8,7 +8,7 @@ from django.db import transaction
 from badges import services
 from badges.reconcile import badges_resync_devices
 from chat import presence
-from chat.events import MessageCreated, RoomRead
+from chat.events import LevelChanged, MessageCreated, MessageEdited, RoomRead
 from chat.models import Membership, Message
 from chat.selectors import member_ids
 from chatproject.lanes import on_lane
@@ -64,3 +64,19 @@ def on_message_deleted(sender: Any, instance: Message, **kwargs: Any) -> None:
 @instrumented_receiver("badges.room_marked_unread")
 def on_room_marked_unread(sender: Any, event: RoomRead, **kwargs: Any) -> None:
     _forget_and_resync([event["user_id"]])
+
+
+# Inline: the level endpoint's answer is followed at once by the new total on every device.
+# Which rooms a total counts is the level, read by a rebuild from the database.
+@instrumented_receiver("badges.room_level_changed")
+def on_room_level_changed(sender: Any, event: LevelChanged, **kwargs: Any) -> None:
+    services.badges_settle_users([event["user_id"]], room_id=event["room_id"], reason="level")
+
+
+# An edit changes no unread count, only who the message mentions: the members who gained or
+# lost a mention are rebuilt (for those who had read it, nothing moves but the version).
+@instrumented_receiver("badges.message_edited")
+def on_message_edited(sender: Any, event: MessageEdited, **kwargs: Any) -> None:
+    changed = event["mentions_added"] + event["mentions_removed"]
+    if changed:
+        services.badges_settle_users(changed, room_id=event["room_id"], reason="edit")

@@ -12,7 +12,7 @@ from django.contrib.auth import get_user_model
 
 from badges import counters
 from badges.app_settings import app_settings
-from badges.selectors import unread_counts_from_db
+from badges.drift import compare_counts
 from badges.services import badges_rebuild_user
 from chat.events import frames_message, user_group
 from chat.unread import unread_state
@@ -24,7 +24,8 @@ from chatproject.metrics import COUNTERS_REPAIRED
 class ReconcileReport:
     users_checked: int = 0
     rooms_checked: int = 0
-    # Users whose Redis copy was wrong, and how many of their counters (rooms + total) were.
+    # Users whose Redis copy was wrong, and how many of their counters were (per room its
+    # unread count, mention count and level; the total and the mention total).
     users_drifted: int = 0
     counters_drifted: int = 0
     counters_repaired: int = 0
@@ -71,18 +72,15 @@ def reconcile_unread_counts(
 
 
 def _reconcile_user(user_id: int, report: ReconcileReport, *, dry_run: bool) -> None:
-    truth = unread_counts_from_db(user_id)
+    compared = compare_counts([user_id])[user_id]
     report.users_checked += 1
-    report.rooms_checked += len(truth)
-    state = counters.user_state(user_id=user_id, room_ids=list(truth))
-    if state is None:
+    report.rooms_checked += len(compared.rooms)
+    if compared.redis is None:
         report.users_missing += 1
         if not dry_run:
             badges_rebuild_user(user_id=user_id, reason="reconcile")
         return
-    wrong = sum(1 for room_id, (_, unread) in truth.items() if state.rooms[room_id] != unread)
-    if state.total != sum(unread for _, unread in truth.values()):
-        wrong += 1
+    wrong = compared.wrong
     if not wrong:
         return
     report.users_drifted += 1

@@ -9,7 +9,7 @@ from collections import defaultdict
 from badges import counters
 from badges.app_settings import app_settings
 from badges.counters import Badge, MessageApply, Status, UserState
-from badges.events import ChatRoomUpdated, total_unread_count_updated
+from badges.events import room_updated, total_unread_count_updated
 from badges.selectors import room_truths_for_users
 from chat.events import (
     MessageCreated,
@@ -23,15 +23,30 @@ from chatproject import fanout
 from chatproject.metrics import COUNTERS_REBUILT
 
 
+# Reads of the database per rebuild before giving up on users forgotten again each time: they
+# stay missing, and the next read of their counts rebuilds them.
+_REBUILD_TRIES = 5
+
+
 def badges_rebuild_users(user_ids: list[int], *, reason: str) -> dict[int, UserState]:
     """Load users' counts from the database into Redis (a few queries and one pipeline for
     any number of users) and return them."""
-    truths = room_truths_for_users(user_ids, cap=app_settings.MAX_TRACKED_UNREAD)
-    counters.load_users(truths, cap=app_settings.MAX_TRACKED_UNREAD)
+    cap = app_settings.MAX_TRACKED_UNREAD
+    pending = list(user_ids)
+    rooms_of: dict[int, list[int]] = {}
+    for _ in range(_REBUILD_TRIES):
+        # The epochs first: a user forgotten after them (a delete, a mark-unread, a level
+        # change committed meanwhile) is not loaded from this older read, but read again.
+        epochs = counters.epochs(pending)
+        truths = room_truths_for_users(pending, cap=cap)
+        rooms_of.update(
+            {user_id: [room.room_id for room in rooms] for user_id, rooms in truths.items()}
+        )
+        pending = sorted(counters.load_users(truths, cap=cap, epochs=epochs))
+        if not pending:
+            break
     COUNTERS_REBUILT.labels(reason).inc(len(user_ids))
-    states = counters.user_states(
-        {user_id: [room.room_id for room in rooms] for user_id, rooms in truths.items()}
-    )
+    states = counters.user_states(rooms_of)
     # A user forgotten again in between reads as empty; the next read rebuilds it.
     return {
         user_id: state or UserState(total=0, version=0, rooms={})
@@ -53,6 +68,8 @@ def badges_state(*, user_id: int, room_ids: list[int]) -> UserState:
         total=rebuilt.total,
         version=rebuilt.version,
         rooms={room_id: rebuilt.rooms.get(room_id, 0) for room_id in room_ids},
+        total_mentions=rebuilt.total_mentions,
+        mentions={room_id: rebuilt.mentions.get(room_id, 0) for room_id in room_ids},
     )
 
 
@@ -67,18 +84,36 @@ def badges_totals(*, user_ids: list[int]) -> dict[int, int]:
     }
 
 
-def _rebuilt_badges(user_ids: list[int], room_id: int) -> dict[int, Badge]:
-    states = badges_rebuild_users(user_ids, reason="missing") if user_ids else {}
-    return {
-        user_id: Badge(Status.CHANGED, state.rooms.get(room_id, 0), state.total, state.version)
-        for user_id, state in states.items()
-    }
+def _badge(state: UserState, room_id: int) -> Badge:
+    """A rebuilt user's badge for one room, as a change (its version is new)."""
+    return Badge(
+        Status.CHANGED,
+        state.rooms.get(room_id, 0),
+        state.mentions.get(room_id, 0),
+        state.total,
+        state.total_mentions,
+        state.version,
+    )
+
+
+def _rebuilt_badges(
+    user_ids: list[int], room_id: int, *, reason: str = "missing"
+) -> dict[int, Badge]:
+    states = badges_rebuild_users(user_ids, reason=reason) if user_ids else {}
+    return {user_id: _badge(state, room_id) for user_id, state in states.items()}
 
 
 def _modes(event: MessageCreated) -> dict[int, str]:
     viewers, sender_id = set(event["viewer_ids"]), event["sender_id"]
+    mentioned = set(event["mentioned_ids"])
     return {
-        user_id: "read" if user_id in viewers else "same" if user_id == sender_id else "unread"
+        user_id: "read"
+        if user_id in viewers
+        else "same"
+        if user_id == sender_id
+        else "mention"
+        if user_id in mentioned
+        else "unread"
         for user_id in event["member_ids"]
     }
 
@@ -98,14 +133,11 @@ def badges_apply_message(event: MessageCreated) -> None:
     last_message = message_frame(event)
     sends = []
     for user_id, badge in badges.items():
-        room_updated: ChatRoomUpdated = {
-            "type": "chat-room-updated",
-            "roomId": room_id,
-            "lastMessage": last_message,
-            "unreadCount": badge.room_count,
-            "version": badge.version,
-        }
-        frames: list[object] = [room_updated]
+        frames: list[object] = [
+            room_updated(
+                room_id, last_message, badge.room_count, badge.room_mentions, badge.version
+            )
+        ]
         if badge.status is Status.CHANGED:
             frames.append(_total_frame(badge, room_id))
         sends.append((user_group(user_id), frames_message(*frames)))
@@ -133,9 +165,29 @@ def badges_forget(user_ids: list[int]) -> None:
     counters.forget_users(sorted(set(user_ids)))
 
 
+def badges_settle_users(user_ids: list[int], *, room_id: int, reason: str) -> dict[int, Badge]:
+    """Someone changed what these users' counts of a room should be in a way the counters do
+    not apply on their own (a level, an edit's mentions): drop and rebuild them from the
+    database, then send each device a `total-unread-count-updated` for the room."""
+    counters.forget_users(sorted(set(user_ids)))
+    badges = _rebuilt_badges(sorted(set(user_ids)), room_id, reason=reason)
+    fanout.publish(
+        [
+            (user_group(user_id), frames_message(_total_frame(badge, room_id)))
+            for user_id, badge in badges.items()
+        ]
+    )
+    return badges
+
+
 def _total_frame(badge: Badge, room_id: int) -> object:
     return total_unread_count_updated(
-        total=badge.total, room_id=room_id, room_count=badge.room_count, version=badge.version
+        total=badge.total,
+        total_mentions=badge.total_mentions,
+        room_id=room_id,
+        room_count=badge.room_count,
+        room_mentions=badge.room_mentions,
+        version=badge.version,
     )
 
 
@@ -144,30 +196,23 @@ def _total_frame(badge: Badge, room_id: int) -> object:
 _MEMBER_UPDATES_PER_CALL = 2_000
 
 
-def _room_updated(
-    room_id: int, last_message: MessageFrame, count: int, version: int
-) -> ChatRoomUpdated:
-    return {
-        "type": "chat-room-updated",
-        "roomId": room_id,
-        "lastMessage": last_message,
-        "unreadCount": count,
-        "version": version,
-    }
-
-
 def _fresh_counts_frames(
     state: UserState, newest: dict[int, MessageFrame], room_ids: list[int]
 ) -> list[object]:
     """A rebuilt user's counts for these rooms: each room's count, then one total frame, which
     carries the new version (a version is applied once, so one frame carries it)."""
     frames: list[object] = [
-        _room_updated(room_id, newest[room_id], state.rooms.get(room_id, 0), state.version)
+        room_updated(
+            room_id,
+            newest[room_id],
+            state.rooms.get(room_id, 0),
+            state.mentions.get(room_id, 0),
+            state.version,
+        )
         for room_id in room_ids
     ]
     last = room_ids[-1]
-    badge = Badge(Status.CHANGED, state.rooms.get(last, 0), state.total, state.version)
-    return [*frames, _total_frame(badge, last)]
+    return [*frames, _total_frame(_badge(state, last), last)]
 
 
 def _newest_messages(events: list[MessageCreated]) -> dict[int, MessageFrame]:
@@ -211,7 +256,9 @@ def _apply_chunk(events: list[MessageCreated]) -> None:
                 missing.add(user_id)
                 continue
             frames[user_id].append(
-                _room_updated(room_id, last_message, badge.room_count, badge.version)
+                room_updated(
+                    room_id, last_message, badge.room_count, badge.room_mentions, badge.version
+                )
             )
             if badge.status is Status.CHANGED:
                 frames[user_id].append(_total_frame(badge, room_id))

@@ -69,9 +69,9 @@ class RoomAdmin(admin.ModelAdmin):
 
 @admin.register(Membership)
 class MembershipAdmin(admin.ModelAdmin):
-    list_display = ["id", "room", "user", "last_read_message_id", "joined_at"]
+    list_display = ["id", "room", "user", "level", "last_read_message_id", "joined_at"]
     list_select_related = ["room", "user"]
-    list_filter = ["room"]
+    list_filter = ["room", "level"]
     search_fields = ["user__username", "room__name"]
     raw_id_fields = ["room", "user"]
     readonly_fields = ["last_read_message_id"]

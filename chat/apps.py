@@ -13,7 +13,7 @@ class ChatConfig(AppConfig):
 
         from chat import receivers
         from chat.models import AuthToken, Membership, Message
-        from chat.signals import message_created
+        from chat.signals import message_created, message_edited
 
         # Every saved message, whoever saved it (consumer, HTTP, admin, shell), goes through
         # here inside its transaction; `message_created` follows after the commit.
@@ -30,6 +30,9 @@ class ChatConfig(AppConfig):
         )
         message_created.connect(
             receivers.broadcast_chat_message, dispatch_uid="chat.broadcast_chat_message"
+        )
+        message_edited.connect(
+            receivers.broadcast_message_edited, dispatch_uid="chat.broadcast_message_edited"
         )
         # A revoked token, a deactivated or deleted user, a logged-out session: close the
         # WebSocket connections they opened, on every process (chat.revocation).

@@ -158,6 +158,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
                 "roomId": room_id,
                 "unreadCount": badge.room_count,
                 "totalUnreadCount": badge.total,
+                "totalMentionCount": badge.total_mentions,
             }
         )
 
@@ -216,8 +217,10 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             {
                 "type": "total-unread-count-updated",
                 "totalUnreadCount": badge.total,
+                "totalMentionCount": badge.total_mentions,
                 "roomId": room_id,
                 "roomUnreadCount": badge.room_count,
+                "roomMentionCount": badge.room_mentions,
                 "version": version,
             }
         )

@@ -62,6 +62,7 @@ class JoinedRoomFrame(TypedDict):
     roomId: int
     unreadCount: int
     totalUnreadCount: int
+    totalMentionCount: int
 
 
 class LeftRoomFrame(TypedDict):
@@ -80,12 +81,15 @@ class MessageSentFrame(TypedDict):
 class RoomUnread(TypedDict):
     roomId: int
     unreadCount: int
+    mentionCount: int
+    level: str
     lastMessageId: int
 
 
 class UnreadStateFrame(TypedDict):
     type: Literal["unread-state"]
     totalUnreadCount: int
+    totalMentionCount: int
     version: int
     rooms: list[RoomUnread]
 

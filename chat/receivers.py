@@ -9,6 +9,7 @@ from django.db import transaction
 from chat import revocation, services
 from chat.events import (
     MessageCreated,
+    MessageEdited,
     close_connections,
     frames_message,
     message_frame,
@@ -30,6 +31,22 @@ def message_saved(sender: type[Message], instance: Message, created: bool, **kwa
 def broadcast_chat_message(sender: Any, event: MessageCreated, **kwargs: Any) -> None:
     """`chat-message` to every connection viewing the room, the sender's included."""
     frame = {"type": "chat-message", "roomId": event["room_id"], "message": message_frame(event)}
+    fanout.publish([(room_group(event["room_id"]), frames_message(frame))])
+
+
+def broadcast_message_edited(sender: Any, event: MessageEdited, **kwargs: Any) -> None:
+    """`chat-message-edited` to every connection viewing the room."""
+    frame = {
+        "type": "chat-message-edited",
+        "roomId": event["room_id"],
+        "message": {
+            "id": event["message_id"],
+            "senderId": event["sender_id"],
+            "body": event["body"],
+            "createdAt": event["created_at"],
+            "editedAt": event["edited_at"],
+        },
+    }
     fanout.publish([(room_group(event["room_id"]), frames_message(frame))])
 
 

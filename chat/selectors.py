@@ -68,9 +68,22 @@ def message_dict(message: Message) -> MessageFrame:
     }
 
 
+class HistoryMessage(MessageFrame):
+    editedAt: str | None
+
+
+def history_dict(message: Message) -> HistoryMessage:
+    """A message as history lists it: `message_dict` and when it was last edited, if ever."""
+    return {
+        **message_dict(message),
+        "editedAt": iso_utc(message.edited_at) if message.edited_at else None,
+    }
+
+
 class RoomSummary(TypedDict):
     id: int
     name: str
+    level: str  # the member's notification level
     lastMessageId: int
     lastMessage: MessageFrame | None
 
@@ -89,6 +102,7 @@ def rooms_of(user_id: int) -> list[RoomSummary]:
         {
             "id": m.room_id,
             "name": m.room.name,
+            "level": m.level,
             "lastMessageId": m.last_message_id or 0,
             "lastMessage": (
                 message_dict(last_messages[m.last_message_id]) if m.last_message_id else None
@@ -103,7 +117,7 @@ HISTORY_MAX_LIMIT = 200
 
 
 class HistoryPage(NamedTuple):
-    messages: list[MessageFrame]  # newest first
+    messages: list[HistoryMessage]  # newest first
     has_more: bool  # older messages exist beyond this page
 
 
@@ -117,9 +131,11 @@ def messages_before(*, user_id: int, room_id: int, before: int | None, limit: in
     rows = Message.objects.filter(room_id=room_id)
     if before is not None and before <= MAX_ID:
         rows = rows.filter(id__lt=before)
-    page = list(rows.order_by("-id").only("id", "sender_id", "body", "created_at")[: limit + 1])
+    page = list(
+        rows.order_by("-id").only("id", "sender_id", "body", "created_at", "edited_at")[: limit + 1]
+    )
     return HistoryPage(
-        messages=[message_dict(message) for message in page[:limit]],
+        messages=[history_dict(message) for message in page[:limit]],
         has_more=len(page) > limit,
     )
 

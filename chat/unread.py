@@ -17,9 +17,11 @@ from chat.selectors import rooms_of
 
 
 class Counts(NamedTuple):
-    total: int
+    total: int  # what the levels count (shared/PROTOCOL.md, "Notification level")
     version: int  # grows with every change of the user's counts
     rooms: dict[int, int]  # unread count of each room asked for
+    total_mentions: int
+    mentions: dict[int, int]  # mention count of each room asked for
 
 
 class UnreadCounts(Protocol):
@@ -51,11 +53,19 @@ class RoomBadge(NamedTuple):
     total: int
     room_count: int
     version: int
+    total_mentions: int
+    room_mentions: int
 
 
 def room_badge(user_id: int, room_id: int) -> RoomBadge:
     counts = unread_counts().counts(user_id, [room_id])
-    return RoomBadge(total=counts.total, room_count=counts.rooms[room_id], version=counts.version)
+    return RoomBadge(
+        total=counts.total,
+        room_count=counts.rooms[room_id],
+        version=counts.version,
+        total_mentions=counts.total_mentions,
+        room_mentions=counts.mentions[room_id],
+    )
 
 
 def counts_refresh(user_ids: list[int]) -> None:
@@ -70,11 +80,14 @@ def unread_state(user_id: int) -> UnreadStateFrame:
     return {
         "type": "unread-state",
         "totalUnreadCount": counts.total,
+        "totalMentionCount": counts.total_mentions,
         "version": counts.version,
         "rooms": [
             {
                 "roomId": room["id"],
                 "unreadCount": counts.rooms[room["id"]],
+                "mentionCount": counts.mentions[room["id"]],
+                "level": room["level"],
                 "lastMessageId": room["lastMessageId"],
             }
             for room in rooms

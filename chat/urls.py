@@ -20,6 +20,11 @@ urlpatterns = [
     ),
     path("api/rooms/<int:room_id>/unread", views.room_unread_view, name="api-room-unread"),
     path(
+        "api/rooms/<int:room_id>/notifications",
+        views.room_notifications_view,
+        name="api-room-notifications",
+    ),
+    path(
         "api/rooms/<int:room_id>/membership",
         views.room_membership_view,
         name="api-room-membership",

@@ -65,11 +65,19 @@ def rooms_view(request: HttpRequest, user: AbstractBaseUser) -> HttpResponse:
             "id": room["id"],
             "name": room["name"],
             "unreadCount": counts.rooms[room["id"]],
+            "mentionCount": counts.mentions[room["id"]],
+            "level": room["level"],
             "lastMessage": room["lastMessage"],
         }
         for room in summaries
     ]
-    return JsonResponse({"totalUnreadCount": counts.total, "rooms": rooms})
+    return JsonResponse(
+        {
+            "totalUnreadCount": counts.total,
+            "totalMentionCount": counts.total_mentions,
+            "rooms": rooms,
+        }
+    )
 
 
 @json_api(methods=("GET", "POST"))
@@ -102,10 +110,20 @@ def _message_send(request: HttpRequest, user: AbstractBaseUser, room_id: int) ->
     return JsonResponse(body, status=201 if sent.created else 200)
 
 
-@json_api(methods=("DELETE",))
+@json_api(methods=("PATCH", "DELETE"))
 def room_message_view(
     request: HttpRequest, user: AbstractBaseUser, room_id: int, message_id: int
 ) -> HttpResponse:
+    """PATCH edits the message's text (its sender), DELETE deletes it (its sender or staff)."""
+    if request.method == "PATCH":
+        message = services.message_edit(
+            user_id=user.pk,
+            room_id=room_id,
+            message_id=message_id,
+            body=json_object(request).get("message"),  # type: ignore[arg-type]  # checked there
+        )
+        edited_at = iso_utc(message.edited_at) if message.edited_at else None
+        return JsonResponse({"messageId": message.pk, "editedAt": edited_at})
     services.message_delete(
         user_id=user.pk,
         is_staff=bool(getattr(user, "is_staff", False)),
@@ -127,9 +145,22 @@ def room_unread_view(request: HttpRequest, user: AbstractBaseUser, room_id: int)
         {
             "roomId": room_id,
             "unreadCount": badge.room_count,
+            "mentionCount": badge.room_mentions,
             "totalUnreadCount": badge.total,
+            "totalMentionCount": badge.total_mentions,
         }
     )
+
+
+@json_api(methods=("PUT",))
+def room_notifications_view(
+    request: HttpRequest, user: AbstractBaseUser, room_id: int
+) -> HttpResponse:
+    level = json_object(request).get("level")
+    if not isinstance(level, str):
+        raise BadRequest('"level" must be one of "all", "mentions", "none"')
+    services.room_level_set(user_id=user.pk, room_id=room_id, level=level)
+    return JsonResponse({"roomId": room_id, "level": level})
 
 
 @json_api(methods=("DELETE",))

@@ -2,7 +2,7 @@
 
 from django.contrib import admin
 
-from notifications.models import Device, PushDelivery, PushOutbox
+from notifications.models import Device, PushDelivery
 
 
 @admin.register(Device)

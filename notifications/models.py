@@ -3,7 +3,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
-from chat.models import Message, Room
+from chat.models import Message
 
 
 class Device(models.Model):

@@ -11,7 +11,6 @@ from django.core.validators import URLValidator
 from django.db import transaction
 
 from chat.errors import BadRequest, NotFound
-from chat.selectors import membership_for
 from notifications.models import Device
 
 MAX_ENDPOINT_LENGTH = 2000  # Device.address

@@ -55,7 +55,7 @@ def tamper(user_id: int, room_id: int, *, extra_ids: list[int]) -> None:
     """Make Redis lie: count ids the database does not have as unread."""
     room_badge(user_id, room_id)  # loaded first, so Redis holds the user
     redis = redis_connection()
-    redis.zadd(counters._room_key(user_id, room_id), {str(i): i for i in extra_ids})
+    redis.zadd(counters._room_keys(user_id, room_id)[0], {str(i): i for i in extra_ids})
     redis.hincrby(counters._user_key(user_id), "total", len(extra_ids))
 
 

@@ -123,3 +123,75 @@ def test_forget_drops_every_set_of_the_user() -> None:
     assert counters.user_state(user_id=1, room_ids=[ROOM]) is None
     _load(1, ids=[2])
     assert _count(1) == 1  # id 1 (say, a deleted message) did not come back
+
+
+# --- mentions and levels ----------------------------------------------------------------------
+
+
+def _state(user_id: int) -> counters.UserState:
+    state = counters.user_state(user_id=user_id, room_ids=[ROOM])
+    assert state is not None
+    return state
+
+
+def _message(user_id: int, message_id: int, mode: str, cap: int = CAP) -> counters.Badge:
+    return counters.apply_message(
+        room_id=ROOM, message_id=message_id, modes={user_id: mode}, cap=cap
+    )[user_id]
+
+
+def test_mentions_trimmed_past_the_cap_still_count_until_read() -> None:
+    _load(1)
+    for message_id, mode in ((1, "mention"), (2, "mention"), (3, "unread"), (4, "unread")):
+        _message(1, message_id, mode, cap=2)
+    last = _message(1, 5, "mention", cap=2)
+    assert (last.room_count, last.room_mentions, last.total, last.total_mentions) == (5, 3, 5, 3)
+    read = counters.apply_read(user_id=1, room_id=ROOM, read_upto=4, cap=2)
+    assert (read.room_count, read.room_mentions, read.total, read.total_mentions) == (1, 1, 1, 1)
+
+
+def test_a_room_at_mentions_adds_only_its_mentions_and_at_none_nothing() -> None:
+    counters.load_users({1: [RoomTruth(ROOM, 0, 0, [], level="mentions")]}, cap=CAP)
+    plain = _message(1, 10, "unread")
+    assert plain.status is Status.CHANGED  # the room's count changed: devices hear of it
+    assert (plain.room_count, plain.total, plain.total_mentions) == (1, 0, 0)
+    mention = _message(1, 11, "mention")
+    assert (mention.room_count, mention.room_mentions, mention.total) == (2, 1, 1)
+    counters.forget_users([1])
+    counters.load_users(
+        {1: [RoomTruth(ROOM, 0, 2, [11, 10], level="none", mention_count=1, mention_ids=[11])]},
+        cap=CAP,
+    )
+    state = _state(1)
+    assert (state.total, state.total_mentions, state.rooms[ROOM], state.mentions[ROOM]) == (
+        0,
+        0,
+        2,
+        1,
+    )
+    assert state.levels[ROOM] == "none"
+    after = _message(1, 12, "mention")
+    assert (after.total, after.total_mentions, after.room_mentions) == (0, 0, 2)
+
+
+def test_a_load_past_the_cap_keeps_the_trimmed_mentions_counted() -> None:
+    counters.load_users(
+        {1: [RoomTruth(ROOM, 0, 10, [10, 9, 8], mention_count=4, mention_ids=[9])]}, cap=3
+    )
+    state = _state(1)
+    assert (state.rooms[ROOM], state.mentions[ROOM], state.total_mentions) == (10, 4, 4)
+    read = counters.apply_read(user_id=1, room_id=ROOM, read_upto=8, cap=3)
+    assert (read.room_count, read.room_mentions) == (2, 1)
+
+
+def test_a_load_read_before_the_user_was_forgotten_is_refused() -> None:
+    _load(1)
+    _unread(1, 10)
+    epochs = counters.epochs([1])
+    counters.forget_users([1])  # a delete committed after the database was read
+    stale = {1: [RoomTruth(ROOM, 0, 1, [10])]}
+    assert counters.load_users(stale, cap=CAP, epochs=epochs) == {1}
+    assert counters.user_state(user_id=1, room_ids=[ROOM]) is None
+    fresh = {1: [RoomTruth(ROOM, 0, 0, [])]}
+    assert counters.load_users(fresh, cap=CAP, epochs=counters.epochs([1])) == set()
+    assert _count(1) == 0

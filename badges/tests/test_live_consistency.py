@@ -152,7 +152,7 @@ def test_reconcile_repairs_drift_and_check_reports_it() -> None:
     assert lanes.flush(PATIENCE_S)
     badges_state(user_id=reader.pk, room_ids=[rooms[0].pk])
     # Corrupt the copy: an unread id that no message has.
-    redis_connection().zadd(counters._room_key(reader.pk, rooms[0].pk), {"999999": 999999})
+    redis_connection().zadd(counters._room_keys(reader.pk, rooms[0].pk)[0], {"999999": 999999})
     with pytest.raises(SystemExit) as exit_info:
         call_command("reconcile_unread_counts", "--check", "--dry-run", stdout=StringIO())
     assert exit_info.value.code == 1

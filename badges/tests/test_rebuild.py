@@ -55,6 +55,31 @@ def test_rebuild_matches_the_database_for_every_member() -> None:
     assert badge.room_count == 0
 
 
+@override_settings(BADGES_MAX_TRACKED_UNREAD=4)
+def test_rebuild_counts_mentions_and_levels_as_the_database_has_them() -> None:
+    alice, bob, carol = make_user("alice"), make_user("bob"), make_user("carol")
+    room = make_room("big", [alice, bob, carol])
+    quiet = make_room("quiet", [alice, bob])
+    bodies = ["@room one", "@bob two", "three", "@carol four", "five", "@bob six", "seven"]
+    for n, body in enumerate(bodies):
+        Message.objects.create(room=room, sender=alice, body=body, client_message_id=f"m{n}")
+    Message.objects.create(room=quiet, sender=alice, body="@bob", client_message_id="q")
+    Membership.objects.filter(room=quiet, user=bob).update(level="mentions")
+    Membership.objects.filter(room=room, user=carol).update(level="none")
+    redis_connection().flushdb()
+
+    states = badges_rebuild_users([bob.pk, carol.pk], reason="test")
+
+    # bob: 7 unread in big (over the cap of 4) of which 3 mention him; quiet at `mentions`
+    # adds its one mention.
+    assert (states[bob.pk].rooms[room.pk], states[bob.pk].mentions[room.pk]) == (7, 3)
+    assert (states[bob.pk].total, states[bob.pk].total_mentions) == (8, 4)
+    # carol: big at `none` adds nothing, though its counts are kept.
+    assert (states[carol.pk].rooms[room.pk], states[carol.pk].mentions[room.pk]) == (7, 2)
+    assert (states[carol.pk].total, states[carol.pk].total_mentions) == (0, 0)
+    assert states[carol.pk].levels[room.pk] == "none"
+
+
 def test_rebuilding_many_users_costs_a_fixed_number_of_queries() -> None:
     users = [make_user(f"u{i}") for i in range(30)]
     room = make_room("r", users)

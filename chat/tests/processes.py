@@ -137,6 +137,21 @@ class Daphne:
         with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=10) as reply:
             return str(reply.read().decode())
 
+    def call(self, method: str, path: str, token: str, payload: Any = None) -> tuple[int, Any]:
+        """An API request with a bearer token: (status, JSON body or None)."""
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{self.port}{path}",
+            data=None if payload is None else json.dumps(payload).encode(),
+            method=method,
+            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=30) as reply:
+                status, body = reply.status, reply.read()
+        except urllib.error.HTTPError as error:
+            status, body = error.code, error.read()
+        return status, json.loads(body) if body else None
+
     def log_tail(self, lines: int = 40) -> str:
         self._log.flush()
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])

@@ -101,7 +101,7 @@ def test_member_added_in_the_admin_starts_with_nothing_unread(
     old = Message.objects.create(room=room, sender=alice, body="history")
     response = admin_client_of_superuser.post(
         reverse("admin:chat_membership_add"),
-        {"room": room.pk, "user": bob.pk, **now_fields("joined_at")},
+        {"room": room.pk, "user": bob.pk, "level": "all", **now_fields("joined_at")},
     )
     assert response.status_code == 302, response.content
     membership = Membership.objects.get(room=room, user=bob)

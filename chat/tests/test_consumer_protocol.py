@@ -29,6 +29,9 @@ Frame = dict[str, Any]
 ISO_UTC = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$")
 QUIET = 0.2  # seconds of silence that stand for "no frame is coming"
 
+# A snapshot's room with nothing unread, at the default level (shared/PROTOCOL.md).
+NOTHING_UNREAD = {"unreadCount": 0, "mentionCount": 0, "level": "all", "lastMessageId": 0}
+
 
 class Inbox(Client):
     """A client whose frames wait, in order, until a test asks for their type.
@@ -144,13 +147,13 @@ async def test_snapshot_is_the_first_frame_and_lists_rooms(ws: Connections) -> N
 
     _, snapshot = await ws.open(bob)
 
-    assert set(snapshot) == {"type", "totalUnreadCount", "version", "rooms"}
+    assert set(snapshot) == {"type", "totalUnreadCount", "totalMentionCount", "version", "rooms"}
     assert snapshot["type"] == "unread-state"
     assert snapshot["totalUnreadCount"] == 0
     assert isinstance(snapshot["version"], int)
     assert sorted(snapshot["rooms"], key=lambda entry: entry["roomId"]) == [
-        {"roomId": general.pk, "unreadCount": 0, "lastMessageId": 0},
-        {"roomId": quiet.pk, "unreadCount": 0, "lastMessageId": 0},
+        {**NOTHING_UNREAD, "roomId": general.pk},
+        {**NOTHING_UNREAD, "roomId": quiet.pk},
     ]
 
 
@@ -168,16 +171,18 @@ async def test_snapshot_shows_unread_counts_and_last_message_ids(ws: Connections
 
     assert snapshot["totalUnreadCount"] == 3
     assert room_entry(snapshot, general) == {
+        **NOTHING_UNREAD,
         "roomId": general.pk,
         "unreadCount": 2,
         "lastMessageId": last_general["messageId"],
     }
     assert room_entry(snapshot, random) == {
+        **NOTHING_UNREAD,
         "roomId": random.pk,
         "unreadCount": 1,
         "lastMessageId": last_random["messageId"],
     }
-    assert room_entry(snapshot, quiet) == {"roomId": quiet.pk, "unreadCount": 0, "lastMessageId": 0}
+    assert room_entry(snapshot, quiet) == {**NOTHING_UNREAD, "roomId": quiet.pk}
 
 
 # --- join / leave --------------------------------------------------------------------------
@@ -201,6 +206,7 @@ async def test_join_room_reply_and_other_rooms_stay_unread(ws: Connections) -> N
         "roomId": general.pk,
         "unreadCount": 0,
         "totalUnreadCount": 1,
+        "totalMentionCount": 0,
     }
     _, again = await ws.open(bob)
     assert again["totalUnreadCount"] == 1
@@ -400,6 +406,7 @@ async def test_chat_room_updated_goes_to_every_connection_of_every_member(
             "roomId": general.pk,
             "lastMessage": last_message,
             "unreadCount": unread,
+            "mentionCount": 0,
         }
         assert isinstance(version, int) and version > 0
     assert await d.nothing_more(QUIET), "a non-member got the room's frames"
@@ -420,7 +427,16 @@ async def test_total_unread_count_updated_reaches_every_connection(ws: Connectio
         assert [frame["roomUnreadCount"] for frame in badges] == [1, 2, 3]
         assert {frame["roomId"] for frame in badges} == {general.pk}
         assert all(
-            set(frame) == {"type", "totalUnreadCount", "roomId", "roomUnreadCount", "version"}
+            set(frame)
+            == {
+                "type",
+                "totalUnreadCount",
+                "totalMentionCount",
+                "roomId",
+                "roomUnreadCount",
+                "roomMentionCount",
+                "version",
+            }
             for frame in badges
         )
         versions = [snapshot["version"]] + [frame["version"] for frame in badges]
@@ -562,11 +578,7 @@ async def test_rolled_back_message_changes_no_count(ws: Connections) -> None:
     assert await message_count() == 0
     _, snapshot = await ws.open(bob)
     assert snapshot["totalUnreadCount"] == 0
-    assert room_entry(snapshot, general) == {
-        "roomId": general.pk,
-        "unreadCount": 0,
-        "lastMessageId": 0,
-    }
+    assert room_entry(snapshot, general) == {**NOTHING_UNREAD, "roomId": general.pk}
 
 
 async def test_rolled_back_message_does_not_reach_or_move_a_viewer(ws: Connections) -> None:
@@ -604,6 +616,7 @@ async def test_message_saved_through_the_orm_moves_the_badge(ws: Connections) ->
     assert frames["total-unread-count-updated"]["roomUnreadCount"] == 1
     _, snapshot = await ws.open(bob)
     assert room_entry(snapshot, general) == {
+        **NOTHING_UNREAD,
         "roomId": general.pk,
         "unreadCount": 1,
         "lastMessageId": message.pk,

@@ -187,7 +187,13 @@ async def test_mark_unread_over_http_never_marks_anything_read(ws: Connections) 
     )
 
     assert response.status_code == 200, response.content
-    assert response.json() == {"roomId": room.pk, "unreadCount": 3, "totalUnreadCount": 3}
+    assert response.json() == {
+        "roomId": room.pk,
+        "unreadCount": 3,
+        "mentionCount": 0,
+        "totalUnreadCount": 3,
+        "totalMentionCount": 0,
+    }
     assert await read_pointer(bob, room) == 0
 
 

@@ -42,6 +42,7 @@ def test_history_pages_newest_first_until_has_more_is_false(client: Client) -> N
         "senderId": bob.pk,
         "body": "m4",
         "createdAt": newest["createdAt"],
+        "editedAt": None,
     }
     assert newest["createdAt"].endswith("Z")
 

@@ -13,6 +13,9 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from chat.models import AuthToken, Message
 from chat.tests.helpers import PASSWORD, connect_user, make_room, make_user, token_for
 
+# A listed room with nothing unread and no message, at the default level.
+NOTHING_UNREAD = {"unreadCount": 0, "mentionCount": 0, "level": "all", "lastMessage": None}
+
 
 def post_json(client: Client, url: str, payload: Any, token: str | None = None) -> Any:
     headers = {"Authorization": f"Bearer {token}"} if token else {}
@@ -196,9 +199,10 @@ def test_rooms_lists_only_the_users_rooms(client: Client) -> None:
     assert response.status_code == 200
     assert response.json() == {
         "totalUnreadCount": 0,
+        "totalMentionCount": 0,
         "rooms": [
-            {"id": general.pk, "name": "general", "unreadCount": 0, "lastMessage": None},
-            {"id": random.pk, "name": "random", "unreadCount": 0, "lastMessage": None},
+            {"id": general.pk, "name": "general", **NOTHING_UNREAD},
+            {"id": random.pk, "name": "random", **NOTHING_UNREAD},
         ],
     }
 
@@ -213,11 +217,14 @@ def test_rooms_show_a_message_from_another_member_as_unread(client: Client) -> N
     rooms = get_json(client, "/api/rooms", token_for(bob)).json()
     assert rooms == {
         "totalUnreadCount": 1,
+        "totalMentionCount": 0,
         "rooms": [
             {
                 "id": general.pk,
                 "name": "general",
                 "unreadCount": 1,
+                "mentionCount": 0,
+                "level": "all",
                 "lastMessage": {
                     "id": sent["messageId"],
                     "senderId": alice.pk,
@@ -225,7 +232,7 @@ def test_rooms_show_a_message_from_another_member_as_unread(client: Client) -> N
                     "createdAt": sent["createdAt"],
                 },
             },
-            {"id": quiet.pk, "name": "quiet", "unreadCount": 0, "lastMessage": None},
+            {"id": quiet.pk, "name": "quiet", **NOTHING_UNREAD},
         ],
     }
     # Never unread for its sender.

@@ -58,6 +58,8 @@ async def test_emptied_redis_resends_snapshots_and_presence() -> None:
             {
                 "roomId": room.pk,
                 "unreadCount": 3,
+                "mentionCount": 0,
+                "level": "all",
                 "lastMessageId": snapshot["rooms"][0]["lastMessageId"],
             }
         ]

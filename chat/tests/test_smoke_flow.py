@@ -27,6 +27,7 @@ async def test_message_moves_recipient_badge() -> None:
         "roomId": room.pk,
         "unreadCount": 0,
         "totalUnreadCount": 0,
+        "totalMentionCount": 0,
     }
     assert sent["messageId"] > 0
     await a.close()
