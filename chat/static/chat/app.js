@@ -51,7 +51,8 @@ const rooms = new RoomList({
   onOpen: (roomId) => openRoom(roomId),
 });
 const settings = new RoomSettings({
-  elements: { tools: byId("room-tools"), leave: byId("leave-room") },
+  elements: { tools: byId("room-tools"), level: byId("room-level"), leave: byId("leave-room") },
+  badges,
   announce,
   onLeft: (roomId) => {
     forgetRoom(roomId);
@@ -102,9 +103,10 @@ function loadRooms() {
 }
 
 function showCounts() {
-  document.title = titleFor(badges.total);
+  document.title = titleFor(badges.total, badges.totalMentions);
   drawFavicon(badges.total);
   rooms.render();
+  settings.refresh();
   if ("setAppBadge" in navigator) {
     const set = badges.total > 0 ? navigator.setAppBadge(badges.total) : navigator.clearAppBadge();
     set.catch(() => {});
@@ -158,6 +160,9 @@ function listIsStale(frame) {
   );
 }
 
+// The last chat-room-updated: the total frame of the same version is its message's.
+let roomUpdate = { roomId: null, version: null };
+
 const handlers = {
   "unread-state"(frame) {
     if (badges.applySnapshot(frame) && Array.isArray(frame.rooms) && listIsStale(frame)) {
@@ -165,9 +170,26 @@ const handlers = {
     }
   },
   "total-unread-count-updated"(frame) {
-    badges.applyTotal(frame);
+    const roomId = frame.roomId;
+    const total = badges.total;
+    const unread = badges.roomCount(roomId);
+    const mentions = badges.mentionCount(roomId);
+    if (!badges.applyTotal(frame)) return;
+    // The total moved but the room it names did not, and no message came with it (whose
+    // chat-room-updated, just before, already moved the room): the room's level changed on
+    // another device, which this frame does not carry; GET /api/rooms does.
+    const withMessage = roomUpdate.roomId === roomId && roomUpdate.version === frame.version;
+    if (
+      !withMessage &&
+      badges.total !== total &&
+      badges.roomCount(roomId) === unread &&
+      badges.mentionCount(roomId) === mentions
+    ) {
+      loadRooms().catch((error) => console.warn("chat: could not load rooms", error));
+    }
   },
   "chat-room-updated"(frame) {
+    roomUpdate = { roomId: frame.roomId, version: frame.version };
     if (!rooms.setLastMessage(frame.roomId, frame.lastMessage)) {
       loadRooms().catch((error) => console.warn("chat: could not load rooms", error));
     }
@@ -184,6 +206,9 @@ const handlers = {
   },
   "chat-message"(frame) {
     room.chatMessage(frame);
+  },
+  "chat-message-edited"(frame) {
+    room.messageEdited(frame);
   },
   "chat-message-deleted"(frame) {
     room.messageDeleted(frame);

@@ -7,7 +7,8 @@
 // `none`); the total is the server's, which already weighs each room by its level
 // (shared/PROTOCOL.md, "Badges as chat products define them"), so a level change shows here
 // only when the server's next frame says what it did to the total. The total shows in the tab
-// title, `(3) Chat`, and as a badge drawn on the favicon.
+// title, `(3) Chat`, with the mention total beside it when there is one, `(3 · @1) Chat`, and
+// as a badge drawn on the favicon.
 
 export const LEVELS = ["all", "mentions", "none"];
 
@@ -117,8 +118,9 @@ function integerOr(value, fallback) {
   return Number.isInteger(value) ? value : fallback;
 }
 
-export function titleFor(total) {
-  return total > 0 ? `(${total}) Chat` : "Chat";
+export function titleFor(total, mentions = 0) {
+  if (total <= 0) return "Chat";
+  return mentions > 0 ? `(${total} · @${mentions}) Chat` : `(${total}) Chat`;
 }
 
 const ICON_SIZE = 64;

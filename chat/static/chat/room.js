@@ -6,7 +6,7 @@
 // every reconnect, so a send cut off by a drop is retried without ever posting twice.
 
 import { api } from "./http.js";
-import { showDeleted } from "./message-actions.js";
+import { showDeleted, showEdited } from "./message-actions.js";
 
 const PAGE_SIZE = 30;
 // After a reconnect, pages fetched back toward the last message shown before the drop; a
@@ -198,6 +198,14 @@ export class RoomView {
     }
   }
 
+  // An edit, from here, another device or another member: the text as the server now has it.
+  messageEdited(frame) {
+    const message = frame.message;
+    if (frame.roomId !== this.roomId || !Number.isInteger(message?.id)) return;
+    const item = this.itemFor(message.id);
+    if (item && !item.classList.contains("deleted")) showEdited(item, message);
+  }
+
   // Another device's delete (or this page's own, arriving a second time).
   messageDeleted(frame) {
     if (frame.roomId !== this.roomId) return;
@@ -307,6 +315,7 @@ export class RoomView {
       ? ""
       : when.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
     li.append(sender, body, time);
+    if (message.editedAt) showEdited(li, message);
     this.actions.attach(li, this.roomId, message);
     return li;
   }
