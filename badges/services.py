@@ -167,15 +167,20 @@ def badges_forget(user_ids: list[int]) -> None:
 def badges_settle_users(user_ids: list[int], *, room_id: int, reason: str) -> dict[int, Badge]:
     """Someone changed what these users' counts of a room should be in a way the counters do
     not apply on their own (a level, an edit's mentions): drop and rebuild them from the
-    database, then send each device a `total-unread-count-updated` for the room."""
-    counters.forget_users(sorted(set(user_ids)))
-    badges = _rebuilt_badges(sorted(set(user_ids)), room_id, reason=reason)
-    fanout.publish(
-        [
-            (user_group(user_id), frames_message(_total_frame(badge, room_id)))
-            for user_id, badge in badges.items()
-        ]
-    )
+    database, then send each device a `total-unread-count-updated` for the room, with the
+    room's `level` (docs/protocol-extensions.md), so another device shows a level change."""
+    users = sorted(set(user_ids))
+    counters.forget_users(users)
+    states = badges_rebuild_users(users, reason=reason)
+    badges = {user_id: _badge(state, room_id) for user_id, state in states.items()}
+    sends = []
+    for user_id, badge in badges.items():
+        frame = _total_frame(badge, room_id)
+        level = states[user_id].levels.get(room_id)
+        if level is not None:
+            frame = {**frame, "level": level}
+        sends.append((user_group(user_id), frames_message(frame)))
+    fanout.publish(sends)
     return badges
 
 

@@ -165,6 +165,8 @@ async def test_a_level_decides_what_the_total_counts_on_every_device(ws: Connect
     await send(a, quiet, "three", "m3")
     await drained()
     assert (await database_sync_to_async(room_badge)(bob.pk, room.pk)).total == 3
+    for device in (phone, laptop):  # the messages' own badge frames, taken first
+        await badge_where(device, lambda f: f["totalUnreadCount"] == 3)
 
     url = f"/api/rooms/{room.pk}/notifications"
     response = await call("PUT", url, bob, {"level": "mentions"})
@@ -172,12 +174,14 @@ async def test_a_level_decides_what_the_total_counts_on_every_device(ws: Connect
     assert response.json() == {"roomId": room.pk, "level": "mentions"}
     # The room now adds its one mention, not its two unread; quiet still adds its one.
     for device in (phone, laptop):
-        frame = await badge_where(device, lambda f: f["totalUnreadCount"] == 2)
+        frame = await badge(device)
         assert counts(frame) == (2, 1, 2, 1) and frame["roomId"] == room.pk
+        assert frame["level"] == "mentions"  # so another device shows the new level
 
     await call("PUT", url, bob, {"level": "none"})
-    frame = await badge_where(laptop, lambda f: f["totalUnreadCount"] == 1)
+    frame = await badge(laptop)
     assert counts(frame) == (1, 0, 2, 1)  # the room's own counts are still reported
+    assert frame["level"] == "none"
     _, snapshot = await ws.open(bob)
     assert room_entry(snapshot, room)["level"] == "none"
     assert (snapshot["totalUnreadCount"], snapshot["totalMentionCount"]) == (1, 0)
@@ -186,7 +190,7 @@ async def test_a_level_decides_what_the_total_counts_on_every_device(ws: Connect
     # says so on every device.
     before = frame["version"]
     await send(a, room, "four", "m4")
-    frame = await badge_where(laptop, lambda f: f["roomUnreadCount"] == 3)
+    frame = await badge(laptop)
     assert counts(frame) == (1, 0, 3, 1) and frame["version"] > before
 
     rooms = (await call("GET", "/api/rooms", bob)).json()

@@ -160,9 +160,6 @@ function listIsStale(frame) {
   );
 }
 
-// The last chat-room-updated: the total frame of the same version is its message's.
-let roomUpdate = { roomId: null, version: null };
-
 const handlers = {
   "unread-state"(frame) {
     if (badges.applySnapshot(frame) && Array.isArray(frame.rooms) && listIsStale(frame)) {
@@ -170,26 +167,10 @@ const handlers = {
     }
   },
   "total-unread-count-updated"(frame) {
-    const roomId = frame.roomId;
-    const total = badges.total;
-    const unread = badges.roomCount(roomId);
-    const mentions = badges.mentionCount(roomId);
-    if (!badges.applyTotal(frame)) return;
-    // The total moved but the room it names did not, and no message came with it (whose
-    // chat-room-updated, just before, already moved the room): the room's level changed on
-    // another device, which this frame does not carry; GET /api/rooms does.
-    const withMessage = roomUpdate.roomId === roomId && roomUpdate.version === frame.version;
-    if (
-      !withMessage &&
-      badges.total !== total &&
-      badges.roomCount(roomId) === unread &&
-      badges.mentionCount(roomId) === mentions
-    ) {
-      loadRooms().catch((error) => console.warn("chat: could not load rooms", error));
-    }
+    // A level change on another device comes as this frame with the room's `level`.
+    badges.applyTotal(frame);
   },
   "chat-room-updated"(frame) {
-    roomUpdate = { roomId: frame.roomId, version: frame.version };
     if (!rooms.setLastMessage(frame.roomId, frame.lastMessage)) {
       loadRooms().catch((error) => console.warn("chat: could not load rooms", error));
     }

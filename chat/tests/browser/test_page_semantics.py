@@ -42,7 +42,7 @@ def test_a_mention_shows_on_the_mentioned_users_page_until_they_open_the_room(
     expect(room_with(page, "general", "2 unread, 1 mention, alice: @bob")).to_be_visible()
     expect(mention_badge(page, "general")).to_have_text("@1")
     expect(page).to_have_title("(2 · @1) Chat")
-    # A message's own frames say all: the list is not asked for again (only a level is).
+    # A message's own frames say all: the list is not asked for again.
     assert [url for url in rooms_asked if url.endswith("/api/rooms")] == []
     # Alice sent it: nothing of hers counts, and the list shows her no mention.
     expect(room_button(alice_page, "general", 0)).to_be_visible()
