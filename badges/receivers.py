@@ -1,9 +1,6 @@
 """Receivers of chat's signals: keep the Redis copy of the counts in step with the truth."""
 
-from functools import partial
 from typing import Any
-
-from django.db import transaction
 
 from badges import services
 from badges.reconcile import badges_resync_devices
@@ -11,6 +8,7 @@ from chat import presence
 from chat.events import LevelChanged, MessageCreated, MessageEdited, RoomRead
 from chat.models import Membership, Message
 from chat.selectors import member_ids
+from chatproject.commit import on_commit_robust
 from chatproject.lanes import on_lane
 from chatproject.metrics import instrumented_receiver
 
@@ -38,7 +36,7 @@ def on_room_read(sender: Any, event: RoomRead, **kwargs: Any) -> None:
 # devices at once (a page lists a room it was just added to without reconnecting).
 @instrumented_receiver("badges.membership_changed")
 def on_membership_changed(sender: Any, instance: Membership, **kwargs: Any) -> None:
-    transaction.on_commit(partial(_forget_and_resync, [instance.user_id]), robust=True)
+    on_commit_robust(_forget_and_resync, [instance.user_id])
 
 
 def _forget_and_resync(user_ids: list[int]) -> None:
@@ -56,7 +54,7 @@ def _forget_and_resync(user_ids: list[int]) -> None:
 @instrumented_receiver("badges.message_deleted")
 def on_message_deleted(sender: Any, instance: Message, **kwargs: Any) -> None:
     users = member_ids(instance.room_id)
-    transaction.on_commit(partial(_forget_and_resync, users), robust=True)
+    on_commit_robust(_forget_and_resync, users)
 
 
 # Inline, as reads are: the mark-unread reply that follows must show the rebuilt count. The

@@ -9,7 +9,7 @@ from collections import defaultdict
 from badges import counters
 from badges.app_settings import app_settings
 from badges.counters import Badge, MessageApply, Status, UserState
-from badges.events import room_updated, total_unread_count_updated
+from badges.events import TotalUnreadCountUpdated, room_updated, total_unread_count_updated
 from badges.selectors import room_truths_for_users
 from chat.events import (
     MessageCreated,
@@ -175,16 +175,16 @@ def badges_settle_users(user_ids: list[int], *, room_id: int, reason: str) -> di
     badges = {user_id: _badge(state, room_id) for user_id, state in states.items()}
     sends = []
     for user_id, badge in badges.items():
-        frame = _total_frame(badge, room_id)
+        frame: dict[str, object] = {**_total_frame(badge, room_id)}
         level = states[user_id].levels.get(room_id)
         if level is not None:
-            frame = {**frame, "level": level}
+            frame["level"] = level
         sends.append((user_group(user_id), frames_message(frame)))
     fanout.publish(sends)
     return badges
 
 
-def _total_frame(badge: Badge, room_id: int) -> object:
+def _total_frame(badge: Badge, room_id: int) -> TotalUnreadCountUpdated:
     return total_unread_count_updated(
         total=badge.total,
         total_mentions=badge.total_mentions,

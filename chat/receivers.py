@@ -1,10 +1,8 @@
 """Receivers of the chat app's own model and event signals."""
 
-from functools import partial
 from typing import Any
 
 from django.contrib.auth import SESSION_KEY
-from django.db import transaction
 
 from chat import revocation, services
 from chat.events import (
@@ -18,6 +16,7 @@ from chat.events import (
 )
 from chat.models import AuthToken, Membership, Message
 from chatproject import fanout
+from chatproject.commit import on_commit_robust
 from chatproject.lanes import on_lane
 
 
@@ -54,7 +53,7 @@ def message_deleted(sender: type[Message], instance: Message, **kwargs: Any) -> 
     """`chat-message-deleted` to every connection viewing the room, once the delete commits."""
     frame = {"type": "chat-message-deleted", "roomId": instance.room_id, "messageId": instance.pk}
     send = (room_group(instance.room_id), frames_message(frame))
-    transaction.on_commit(partial(fanout.publish, [send]), robust=True)
+    on_commit_robust(fanout.publish, [send])
 
 
 def membership_deleted(sender: type[Membership], instance: Membership, **kwargs: Any) -> None:
@@ -62,7 +61,7 @@ def membership_deleted(sender: type[Membership], instance: Membership, **kwargs:
     frames); the fresh snapshot without it comes from the badges app."""
     left = {"type": "chat.left", "room_id": instance.room_id}
     send = (user_group(instance.user_id), left)
-    transaction.on_commit(partial(fanout.publish, [send]), robust=True)
+    on_commit_robust(fanout.publish, [send])
 
 
 # --- closing connections whose credential went away (chat.revocation) -------------------------

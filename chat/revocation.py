@@ -19,7 +19,6 @@ Deactivate with `user_deactivate` (or a model `save()`), revoke with `token_revo
 
 from collections import defaultdict
 from collections.abc import Iterable
-from functools import partial
 from typing import Any, cast
 
 from django.contrib.auth import get_user_model
@@ -29,6 +28,7 @@ from django.utils import timezone
 from chat.events import CloseConnections, close_connections, user_group
 from chat.models import AuthToken
 from chatproject import fanout
+from chatproject.commit import on_commit_robust
 
 
 def token_revoke(*, token_ids: Iterable[int]) -> int:
@@ -70,7 +70,7 @@ def close_on_commit(closes: list[tuple[int, CloseConnections]]) -> None:
     """Publish (user id, close event) pairs to the users' groups once the transaction commits."""
     sends = [(user_group(user_id), cast(dict[str, Any], event)) for user_id, event in closes]
     if sends:
-        transaction.on_commit(partial(fanout.publish, sends), robust=True)
+        on_commit_robust(fanout.publish, sends)
 
 
 def still_authorized(*, user_id: int, token_id: int | None) -> bool:

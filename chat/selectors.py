@@ -104,8 +104,12 @@ def rooms_of(user_id: int) -> list[RoomSummary]:
             "name": m.room.name,
             "level": m.level,
             "lastMessageId": m.last_message_id or 0,
+            # None also when that message was deleted between the two queries (the delete's
+            # own fresh snapshot follows).
             "lastMessage": (
-                message_dict(last_messages[m.last_message_id]) if m.last_message_id else None
+                message_dict(last_messages[m.last_message_id])
+                if m.last_message_id in last_messages
+                else None
             ),
         }
         for m in memberships

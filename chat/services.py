@@ -8,7 +8,6 @@ import functools
 import logging
 import time
 from dataclasses import dataclass
-from functools import partial
 
 from django.db import IntegrityError, connection, transaction
 from django.db.models.sql.subqueries import UpdateQuery
@@ -35,6 +34,7 @@ from chat.signals import (
     room_marked_unread,
     room_read,
 )
+from chatproject.commit import on_commit_robust
 from chatproject.redis_watch import redis_unreachable
 
 logger = logging.getLogger(__name__)
@@ -153,7 +153,7 @@ def message_after_insert(message: Message) -> None:
         mentioned_ids=found.of(members, message.sender_id),
         committed_at=0.0,
     )
-    transaction.on_commit(partial(_announce_message, event), robust=True)
+    on_commit_robust(_announce_message, event)
 
 
 def _save_mentions(
@@ -240,9 +240,7 @@ def _move_read_pointer(membership: Membership, upto: int) -> None:
             room_id=membership.room_id,
             read_upto=max(upto, membership.last_read_message_id),
         )
-        transaction.on_commit(
-            partial(room_read.send_robust, sender=Membership, event=event), robust=True
-        )
+        on_commit_robust(room_read.send_robust, sender=Membership, event=event)
 
 
 def room_add_member(*, room_id: int, user_id: int) -> Membership:
@@ -282,9 +280,7 @@ def room_mark_unread(*, user_id: int, room_id: int, message_id: int) -> None:
         )
         # Announced even when the pointer was already there, as reads are: the receivers'
         # rebuild is idempotent and the reply that follows must show the truth.
-        transaction.on_commit(
-            partial(room_marked_unread.send_robust, sender=Membership, event=event), robust=True
-        )
+        on_commit_robust(room_marked_unread.send_robust, sender=Membership, event=event)
 
 
 def message_delete(*, user_id: int, is_staff: bool, room_id: int, message_id: int) -> None:
@@ -358,9 +354,7 @@ def message_edit(*, user_id: int, room_id: int, message_id: int, body: str) -> M
             mentions_added=sorted(after - before),
             mentions_removed=sorted(before - after),
         )
-        transaction.on_commit(
-            partial(message_edited.send_robust, sender=Message, event=event), robust=True
-        )
+        on_commit_robust(message_edited.send_robust, sender=Message, event=event)
     return message
 
 
@@ -373,6 +367,4 @@ def room_level_set(*, user_id: int, room_id: int, level: str) -> None:
         # An update, not a save: the membership's post_save would resend the whole snapshot.
         Membership.objects.filter(pk=membership.pk).update(level=level)
         event = LevelChanged(user_id=user_id, room_id=room_id, level=level)
-        transaction.on_commit(
-            partial(room_level_changed.send_robust, sender=Membership, event=event), robust=True
-        )
+        on_commit_robust(room_level_changed.send_robust, sender=Membership, event=event)
