@@ -113,7 +113,8 @@ class Daphne:
     def __init__(self, env: dict[str, str], name: str, *, workers: int | None = None) -> None:
         self.port = free_port()
         RUN_DIR.mkdir(exist_ok=True)
-        self.log_path = RUN_DIR / f"{settings.REDIS_KEY_PREFIX}-{name}.log"
+        # The port too: servers a later test starts under the same name keep their own log.
+        self.log_path = RUN_DIR / f"{settings.REDIS_KEY_PREFIX}-{name}-{self.port}.log"
         self._log = self.log_path.open("wb")
         self.process = subprocess.Popen(
             server_command(self.port, workers=workers),
