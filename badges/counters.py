@@ -128,6 +128,10 @@ local function apply_member(h, z, m, mode, room, id, cap, out)
   local status = 1
   if redis.call('EXISTS', h) == 0 then
     status = 0
+  elseif mode ~= 'same' and redis.call('HEXISTS', h, 'p:' .. room) == 0 then
+    -- Not a room this copy was loaded with: the user joined it since (the copy is about to
+    -- be reloaded) or left it (a late event must not count it). The database decides.
+    status = 3
   elseif mode ~= 'same' then
     local t0, m0 = shares(h, z, m, room)
     if mode == 'read' then

@@ -195,3 +195,12 @@ def test_a_load_read_before_the_user_was_forgotten_is_refused() -> None:
     fresh = {1: [RoomTruth(ROOM, 0, 0, [])]}
     assert counters.load_users(fresh, cap=CAP, epochs=counters.epochs([1])) == set()
     assert _count(1) == 0
+
+
+def test_an_event_for_a_room_the_copy_does_not_hold_forgets_the_user() -> None:
+    # Loaded without room 8: the user left it (or joined it since); a late message there must
+    # not count, so the copy is dropped and the database decides.
+    counters.load_users({1: [RoomTruth(ROOM, 0, 0, [])]}, cap=CAP)
+    late = counters.apply_message(room_id=8, message_id=50, modes={1: "unread"}, cap=CAP)[1]
+    assert late.status is Status.MISSING
+    assert counters.user_state(user_id=1, room_ids=[ROOM]) is None

@@ -5,6 +5,7 @@ database, and reconcile finds no drift; with Redis restarted empty mid-run, the 
 (shared/PROTOCOL.md, "Badges as chat products define them", "Truth".)"""
 
 import asyncio
+import json
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -180,10 +181,9 @@ async def _check(actors: list[Actor], servers: list[Daphne]) -> None:
         rooms, (total, mention_total) = await database_sync_to_async(_truth)(actor.person.pk)
         for device in actor.devices:
             assert device.closed is None, device.name
-            assert _shown(device)[1:] == (total, mention_total), (
-                device.name,
-                rooms,
-                [f for f in device.frames if f["type"] != "chat-message"][-6:],
+            assert _shown(device)[1:] == (total, mention_total), "\n".join(
+                [f"{device.name}: the database says {rooms}; its last frames:"]
+                + [json.dumps(f) for f in device.frames if f["type"] != "chat-message"][-8:]
             )
             # The one refusal expected: reading or marking unread a message its sender
             # deleted meanwhile.
