@@ -5,10 +5,12 @@ As in test_page_badges.py, every count asserted is the server's: the page only s
 frames say.
 """
 
+import time
 from typing import Any
 
 import pytest
 
+from chat import presence
 from chat.tests.browser.conftest import Browsing
 from chat.tests.browser.test_page import room_button, say
 from chat.tests.browser.test_page_badges import csrf_token, message, messages_of, room_with
@@ -20,6 +22,13 @@ except ImportError:  # conftest.py skips every test here and says how to enable 
     expect = None  # type: ignore[assignment]
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+
+def no_longer_viewing(user: Any, room: Any) -> None:
+    deadline = time.monotonic() + 30
+    while user.pk in presence.viewer_ids(room.pk):
+        assert time.monotonic() < deadline, f"{user} still views {room}"
+        time.sleep(0.02)
 
 
 def mention_badge(page: Any, room: str) -> Any:
@@ -77,8 +86,12 @@ def test_a_room_at_level_none_leaves_the_total_on_every_device(browsing: Browsin
     assert put.value.status == 200
     assert put.value.json() == {"roomId": random.pk, "level": "none"}
     expect(level).to_have_value("none")
+    level.blur()  # Escape is the page's, not the select's
     page.keyboard.press("Escape")
+    expect(page.get_by_role("heading", name="Pick a room")).to_be_visible()
     expect(room_with(page, "random", "no unread, muted")).to_be_visible()
+    # The server has taken bob out of the room's viewers: what comes next is unread for him.
+    no_longer_viewing(bob, random)
 
     # Its new messages count in the room, not in the total, on both devices.
     say(alice, random, "r2")
