@@ -15,6 +15,7 @@ soak        server RSS growth < 5 % over `--soak-seconds` after a 60 s warm-up, 
 
 import json
 import os
+import shutil
 import statistics
 import time
 from pathlib import Path
@@ -25,6 +26,8 @@ from bench.phases import P99_LIMIT_MS, Bench
 from bench.stack import RssSampler
 from bench.stats import latencies, sends_in, summarize
 
+LATE_WINDOW_S = 1200  # the soak's growth is also judged over its last 20 minutes
+FIGURES = Path(__file__).resolve().parent / "figures"
 NAMES = ("rate200", "fanout1000", "fanout10000", "frames", "soak")
 
 
@@ -139,6 +142,17 @@ def _soak(args: Any, bench: Bench, sampler: RssSampler) -> dict[str, Any]:
             rss[proc] = (statistics.median(first), statistics.median(last))
     start, end = rss.get("daphne", (float("nan"), float("nan")))
     growth = 100 * (end - start) / start
+    # Issue 14: the growth over the soak's last 20 minutes (when it lasts longer), per process:
+    # the median of the 5 s from 20 minutes before its end against the last 5 s.
+    late = max(window[0], window[1] - LATE_WINDOW_S * 10**9)
+    rss_late: dict[str, tuple[float, float]] = {}
+    for proc in names:
+        first = [v[proc] for t, v in sampler.samples if late <= t < late + five]
+        last = [v[proc] for t, v in sampler.samples if window[1] - five <= t < window[1]]
+        if first and last:
+            rss_late[proc] = (statistics.median(first), statistics.median(last))
+    late_start, late_end = rss_late.get("daphne", (float("nan"), float("nan")))
+    late_growth = 100 * (late_end - late_start) / late_start
     usage = cpu.usage(before, after, messages=sent, badge_frames=len(badges))
     t0 = sampler.samples[0][0] if sampler.samples else 0
     return {
@@ -147,13 +161,16 @@ def _soak(args: Any, bench: Bench, sampler: RssSampler) -> dict[str, Any]:
         "rss_steps": _changes(sampler.samples, t0, step=2**20),
         "window": window,
         "rss": rss,
+        "late_window": (late, window[1]),
+        "rss_late": rss_late,
         "series": [(t, v) for t, v in sampler.samples],
         "badge": summarize(badges),
         "lost": lost,
         "cpu": usage,
         "measured": (
             f"daphne RSS {start / 2**20:.1f} → {end / 2**20:.1f} MiB ({growth:+.1f} %) over "
-            f"{(window[1] - window[0]) / 1e9:.0f} s after a 60 s warm-up; {lost} badges not "
+            f"{(window[1] - window[0]) / 1e9:.0f} s after a 60 s warm-up ({late_growth:+.1f} % "
+            f"over the last {(window[1] - late) / 6e10:.0f} min); {lost} badges not "
             "received live (churned connections miss what is sent while they reconnect; their "
             "snapshot covers it)"
         ),
@@ -260,6 +277,20 @@ def write(out: Path, result: dict[str, Any], command: str) -> Path:
                 f"| {proc} | {start / 2**20:.1f} MiB | {end / 2**20:.1f} MiB | "
                 f"{100 * (end - start) / start:+.1f} % |"
             )
+        late = result["late_window"]
+        lines += [
+            "",
+            f"Over the last {(late[1] - late[0]) / 1e9 / 60:.0f} minutes of the measured soak "
+            "(median of 5 s at its start against the last 5 s):",
+            "",
+            "| process | start | end | growth |",
+            "|---|---|---|---|",
+        ]
+        for proc, (start, end) in sorted(result["rss_late"].items()):
+            lines.append(
+                f"| {proc} | {start / 2**20:.1f} MiB | {end / 2**20:.1f} MiB | "
+                f"{100 * (end - start) / start:+.1f} % |"
+            )
         lines += ["", "Thread count changes (s since start, process, before → after): "]
         lines += [", ".join(f"{t} {n} {a}→{b}" for t, n, a, b in result["thread_changes"])]
         lines += ["", "RSS steps of ≥ 1 MiB within 5 s (s since start, process, MiB): "]
@@ -280,7 +311,12 @@ def write(out: Path, result: dict[str, Any], command: str) -> Path:
                 + ", ".join(f"{t} {a}→{b}" for t, a, b in mem["thread_changes"]),
             ]
         series = result.pop("series")
-        _plot_rss(out / "rss-soak.png", series, tuple(result["window"]))
+        _plot_rss(out / "rss-soak.png", series, tuple(result["window"]), tuple(late))
+        # A copy for the docs to cite: bench/figures/rss-soak-<seconds>s-<N>procs.png.
+        seconds = (result["window"][1] - result["window"][0]) / 1e9
+        figure = FIGURES / f"rss-soak-{seconds:.0f}s-{result['procs']}procs.png"
+        shutil.copyfile(out / "rss-soak.png", figure)
+        lines += ["", f"Plot copied to `bench/figures/{figure.name}`."]
         _plot_memwatch(out / "memwatch-soak.png", out, series[0][0] if series else 0)
         lines += ["", "![RSS](rss-soak.png)", "", "![inside daphne](memwatch-soak.png)"]
     path = out / f"goal-{result['goal']}.md"
@@ -290,7 +326,10 @@ def write(out: Path, result: dict[str, Any], command: str) -> Path:
 
 
 def _plot_rss(
-    path: Path, series: list[tuple[int, dict[str, int]]], window: tuple[int, int]
+    path: Path,
+    series: list[tuple[int, dict[str, int]]],
+    window: tuple[int, int],
+    late: tuple[int, int] | None = None,
 ) -> None:
     import matplotlib
 
@@ -304,8 +343,17 @@ def _plot_rss(
     names = sorted({k for _, v in series for k in v})
     for name in names:
         points = [((t - t0) / 1e9, v[name] / 2**20) for t, v in series if name in v]
-        ax.plot([x for x, _ in points], [y for _, y in points], label=f"{name} RSS")
+        label = f"{name} RSS" if name != "daphne" or len(names) <= 3 else "daphne RSS (sum)"
+        ax.plot([x for x, _ in points], [y for _, y in points], label=label)
     ax.axvspan((window[0] - t0) / 1e9, (window[1] - t0) / 1e9, alpha=0.15, label="measured")
+    if late is not None and late[0] > window[0]:
+        ax.axvspan(
+            (late[0] - t0) / 1e9,
+            (late[1] - t0) / 1e9,
+            alpha=0.15,
+            color="tab:green",
+            label=f"last {(late[1] - late[0]) / 6e10:.0f} min",
+        )
     ax.set_xlabel("seconds since the server started")
     ax.set_ylabel("MiB")
     ax.grid(True, alpha=0.3)
