@@ -3,7 +3,6 @@
 import asyncio
 import contextlib
 import re
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -16,7 +15,6 @@ from chat.models import Membership, Message, Room
 from chat.tests.helpers import (
     PATIENCE_S,
     Client,
-    close_quietly,
     connect_user,
     make_room,
     make_user,
@@ -79,13 +77,6 @@ class Connections:
         inbox = Inbox(client)
         self.clients.append(inbox)
         return inbox, snapshot
-
-
-@pytest.fixture
-async def ws() -> AsyncIterator[Connections]:
-    connections = Connections()
-    yield connections
-    await close_quietly(connections.clients)
 
 
 async def users(*names: str) -> list[Any]:

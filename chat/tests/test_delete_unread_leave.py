@@ -1,7 +1,6 @@
 """Delete, mark unread and leave (shared/PROTOCOL.md, "Badges as chat products define them"):
 over HTTP and the WebSocket, with every device of the member told at once."""
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -11,7 +10,7 @@ from django.contrib.auth import get_user_model
 from django.test import Client
 
 from chat.models import Membership, Message, Room
-from chat.tests.helpers import close_quietly, token_for
+from chat.tests.helpers import token_for
 from chat.tests.test_consumer_protocol import (
     Connections,
     Frame,
@@ -28,13 +27,6 @@ from chat.unread import unread_state
 from chatproject import lanes
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture
-async def ws() -> AsyncIterator[Connections]:
-    connections = Connections()
-    yield connections
-    await close_quietly(connections.clients)
 
 
 def http(method: str, url: str, user: Any, payload: Any = None) -> Any:

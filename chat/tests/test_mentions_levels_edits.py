@@ -2,7 +2,6 @@
 them"): what each count is, on every device, and the endpoints' answers and refusals."""
 
 import json
-from collections.abc import AsyncIterator
 from io import StringIO
 from typing import Any
 
@@ -17,7 +16,7 @@ from django.urls import reverse
 from badges import counters
 from chat.mentions import mentions_in, names_after_at
 from chat.models import Membership, Message, MessageMention
-from chat.tests.helpers import close_quietly, make_user, token_for
+from chat.tests.helpers import make_user, token_for
 from chat.tests.test_consumer_protocol import (
     Connections,
     Frame,
@@ -33,13 +32,6 @@ from chat.tests.test_http import assert_error
 from chat.unread import room_badge
 from chatproject import lanes
 from chatproject.redis_client import redis_connection
-
-
-@pytest.fixture
-async def ws() -> AsyncIterator[Connections]:
-    connections = Connections()
-    yield connections
-    await close_quietly(connections.clients)
 
 
 def http(method: str, url: str, user: Any, payload: Any = None) -> Any:
