@@ -1,10 +1,11 @@
 """Fixtures the chat tests share."""
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
 from chat.tests.helpers import close_quietly
+from chat.tests.processes import Daphne, start_servers
 from chat.tests.test_consumer_protocol import Connections
 
 
@@ -15,3 +16,12 @@ async def ws() -> AsyncIterator[Connections]:
     connections = Connections()
     yield connections
     await close_quietly(connections.clients)
+
+
+@pytest.fixture(scope="module")
+def servers(django_db_setup: None) -> Iterator[list[Daphne]]:
+    """Two real daphne processes on the test database and Redis, for one test module."""
+    pair = start_servers(2)
+    yield pair
+    for server in pair:
+        server.stop()

@@ -2,7 +2,6 @@
 
 import asyncio
 import random
-from collections.abc import Iterator
 from io import StringIO
 from typing import Any
 
@@ -16,14 +15,6 @@ from chat.tests.helpers import PATIENCE_S, make_room, make_user, token_for
 from chat.tests.processes import Daphne, WsClient, start_servers
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
-
-
-@pytest.fixture(scope="module")
-def servers(django_db_setup: None) -> Iterator[list[Daphne]]:
-    pair = start_servers(2)
-    yield pair
-    for server in pair:
-        server.stop()
 
 
 def _truth(user_id: int) -> dict[int, int]:

@@ -16,7 +16,7 @@ from django.urls import reverse
 from badges import counters
 from chat.mentions import mentions_in, names_after_at
 from chat.models import Membership, Message, MessageMention
-from chat.tests.helpers import make_user, token_for
+from chat.tests.helpers import make_room, make_user, token_for
 from chat.tests.test_consumer_protocol import (
     Connections,
     Frame,
@@ -194,7 +194,7 @@ async def test_a_level_decides_what_the_total_counts_on_every_device(ws: Connect
 @pytest.mark.django_db
 def test_a_level_must_be_one_of_three_and_a_member_s() -> None:
     alice, bob = make_user("alice"), make_user("bob")
-    room = _room("general", [alice])
+    room = make_room("general", [alice])
     url = f"/api/rooms/{room.pk}/notifications"
     assert_error(http("PUT", url, alice, {"level": "loud"}), 400, "bad_request")
     assert_error(http("PUT", url, alice, {}), 400, "bad_request")
@@ -206,18 +206,12 @@ def test_a_level_must_be_one_of_three_and_a_member_s() -> None:
 @pytest.mark.django_db
 def test_mute_is_level_none_and_unmute_level_all() -> None:
     alice = make_user("alice")
-    room = _room("general", [alice])
+    room = make_room("general", [alice])
     url = f"/api/rooms/{room.pk}/mute"
     assert http("PUT", url, alice, {"muted": True}).json() == {"roomId": room.pk, "muted": True}
     assert Membership.objects.get(user=alice).level == "none"
     http("PUT", url, alice, {"muted": False})
     assert Membership.objects.get(user=alice).level == "all"
-
-
-def _room(name: str, members: list[Any]) -> Any:
-    from chat.tests.helpers import make_room
-
-    return make_room(name, members)
 
 
 # --- edits ----------------------------------------------------------------------------------
@@ -267,8 +261,8 @@ async def test_an_edit_moves_mentions_not_unread_counts_and_tells_viewers(
 @pytest.mark.django_db
 def test_only_the_sender_edits_and_only_a_message_of_that_room() -> None:
     alice, bob = make_user("alice"), make_user("bob")
-    room = _room("general", [alice, bob])
-    other = _room("other", [alice])
+    room = make_room("general", [alice, bob])
+    other = make_room("other", [alice])
     message = Message.objects.create(room=room, sender=alice, body="mine")
     url = f"/api/rooms/{room.pk}/messages/{message.pk}"
     assert_error(http("PATCH", url, bob, {"message": "yours"}), 403, "not_allowed")
@@ -316,7 +310,7 @@ async def test_deleting_a_mention_and_marking_it_unread_again_move_the_mention_c
 @pytest.mark.django_db(transaction=True)
 def test_reconcile_finds_and_repairs_a_wrong_mention_count_and_level() -> None:
     alice, bob = make_user("alice"), make_user("bob")
-    room = _room("general", [alice, bob])
+    room = make_room("general", [alice, bob])
     Message.objects.create(room=room, sender=alice, body="hey @bob")
     assert lanes.flush(30)
     assert MessageMention.objects.filter(user=bob).count() == 1
@@ -346,7 +340,7 @@ def test_the_admin_shows_mentions_and_levels_and_their_drift() -> None:
         get_user_model().objects.create_superuser("root", "root@example.com", "pw")
     )
     alice, bob = make_user("alice"), make_user("bob")
-    room = _room("general", [alice, bob])
+    room = make_room("general", [alice, bob])
     Membership.objects.filter(user=bob).update(level="mentions")
     Message.objects.create(room=room, sender=alice, body="hey @bob")
     Message.objects.create(room=room, sender=alice, body="and more")

@@ -7,7 +7,6 @@ database, and reconcile finds no drift; with Redis restarted empty mid-run, the 
 import asyncio
 import json
 import random
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from io import StringIO
 from typing import Any
@@ -216,14 +215,6 @@ async def _close(actors: list[Actor]) -> None:
     for actor in actors:
         for device in actor.devices:
             await device.close()
-
-
-@pytest.fixture(scope="module")
-def servers(django_db_setup: None) -> Iterator[list[Daphne]]:
-    pair = start_servers(2)
-    yield pair
-    for server in pair:
-        server.stop()
 
 
 @pytest.mark.parametrize("seed", [21, 22])
