@@ -4,8 +4,12 @@ For each member channel of a group the hub (chatproject/hub.py) received a messa
 `write` looks the channel up here (one dictionary lookup) and, for a `chat.frames` message,
 writes the frames to the connection's daphne protocol object from the hub's own loop: no
 per-member queue entry, task wake-up, decode or `json.dumps`. Each frame is encoded once with
-orjson and the bytes are shared by every member the same message goes to (a room's
-`chat-message` is the same bytes for each viewer; a badge frame differs per user anyway).
+orjson, as a whole WebSocket frame, and the bytes are shared by every member the same message
+goes to (a room's `chat-message` is the same bytes for each viewer; a badge frame differs per
+user anyway). A member's frames go out as one write, below autobahn's `sendMessage` (which
+would check, count and log each frame) when nothing of its own is in use on the connection
+(`takes_raw_frames`), and straight to the socket when Twisted holds nothing for it
+(`_write_raw`): per member, one `send` system call and no reactor bookkeeping.
 
 It writes only while that keeps every guarantee of the ordinary path:
 - the connection's queue is empty and its consumer is waiting on it (idle, or handling a
@@ -28,6 +32,7 @@ kept, whatever it is), into one `chat-room-updated` frame listing what it `combi
 """
 
 import logging
+import struct
 import weakref
 from typing import Any, Protocol
 
@@ -81,19 +86,93 @@ class _Writer:
         frames = [frame for frame in message["frames"] if consumer.frame_is_fresh(frame)]
         if consumer.frames_combined:
             frames = combine(frames)
+        if not frames:
+            return True
         try:
-            for frame in frames:
-                if "combines" in frame:  # made for this member: nobody shares its bytes
-                    protocol.sendMessage(orjson.dumps(frame), False)
-                    continue
-                data = encoded.get(id(frame))
-                if data is None:
-                    data = encoded[id(frame)] = orjson.dumps(frame)
-                protocol.sendMessage(data, False)
+            if takes_raw_frames(protocol):
+                _write_raw(
+                    protocol.transport, b"".join([_framed(frame, encoded) for frame in frames])
+                )
+            else:
+                for frame in frames:
+                    protocol.sendMessage(_payload(frame, encoded), False)
         except Exception:
             # Closed under us: its frames no longer matter, it resyncs when it reconnects.
             logger.debug("direct write to %s failed", getattr(consumer, "channel_name", "?"))
         return True
+
+
+def _payload(frame: Frame, encoded: dict[int, bytes]) -> bytes:
+    if "combines" in frame:  # made for this member: nobody shares its bytes
+        return orjson.dumps(frame)
+    data = encoded.get(id(frame))
+    if data is None:
+        data = encoded[id(frame)] = orjson.dumps(frame)
+    return data
+
+
+def _framed(frame: Frame, encoded: dict[int, bytes]) -> bytes:
+    """The frame as a whole unmasked WebSocket text frame, shared like its payload."""
+    if "combines" in frame:
+        return ws_text_frame(orjson.dumps(frame))
+    key = ~id(frame)  # beside the payload's entry, never equal to an id
+    data = encoded.get(key)
+    if data is None:
+        data = encoded[key] = ws_text_frame(_payload(frame, encoded))
+    return data
+
+
+def ws_text_frame(payload: bytes) -> bytes:
+    """RFC 6455 section 5.2, server to client: FIN, opcode text, no mask, then the length."""
+    size = len(payload)
+    if size < 126:
+        return bytes((0x81, size)) + payload
+    if size < 65536:
+        return struct.pack("!BBH", 0x81, 126, size) + payload
+    return struct.pack("!BBQ", 0x81, 127, size) + payload
+
+
+def takes_raw_frames(protocol: Any) -> bool:
+    """Whether whole frames may go to autobahn's transport as bytes, skipping `sendMessage`:
+    nothing that `sendMessage` would change about them is in use on this connection (no
+    per-message compression, no automatic fragmentation, no frame of autobahn's own half sent
+    or queued), and the transport is plain TCP (Twisted's, not TLS)."""
+    try:
+        return (
+            protocol._perMessageCompress is None
+            and not protocol.autoFragmentSize
+            and protocol.send_state == protocol.SEND_STATE_GROUND
+            and not protocol.send_queue
+            and protocol.transport.TLS is False
+            and protocol.transport.socket is not None
+        )
+    except AttributeError:
+        return False
+
+
+def _write_raw(transport: Any, data: bytes) -> None:
+    """Send `data` on the socket now when Twisted holds nothing for it, else append it to
+    Twisted's buffer (so nothing overtakes what it holds). The socket is non-blocking: what
+    the kernel does not take at once goes to Twisted's buffer, which sends it when writable.
+    Sending now spares Twisted's write machinery (a writer registered with the reactor, an
+    epoll change, a callback when writable and another epoll change) for every member."""
+    if (
+        transport._tempDataLen
+        or len(transport.dataBuffer) > transport.offset
+        or not transport.connected
+        or transport.disconnecting
+    ):
+        transport.write(data)
+        return
+    try:
+        sent = transport.socket.send(data)
+    except BlockingIOError:
+        sent = 0
+    except OSError:
+        transport.write(data)  # Twisted meets the error itself and closes the connection
+        return
+    if sent < len(data):
+        transport.write(data[sent:])
 
 
 _writers: dict[str, _Writer] = {}

@@ -6,7 +6,10 @@ state, Twisted's buffer counters, `sendMessage`); the real one is exercised by t
 tests (test_slow_clients.py, test_combined_frames.py)."""
 
 import asyncio
+import collections
 import functools
+import socket
+import struct
 from typing import Any
 
 import orjson
@@ -232,3 +235,169 @@ def test_combine_merges_a_room_update_with_its_badge_frames_keeping_every_field(
         other_total,
     ]
     assert "combines" not in room  # the published frame, shared by others, is not changed
+
+
+# The raw path: whole WebSocket frames written below autobahn, on a real socket.
+
+
+class _TwistedTransport:
+    """The attributes of Twisted's TCP transport the raw path reads, over a real socket."""
+
+    TLS = False
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.socket = sock
+        self.dataBuffer = b""
+        self.offset = 0
+        self._tempDataLen = 0
+        self.connected = 1
+        self.disconnecting = 0
+        self.written: list[bytes] = []  # what went through Twisted's `write`
+
+    def write(self, data: bytes) -> None:
+        self.written.append(data)
+        self._tempDataLen += len(data)
+
+    def fileno(self) -> int:
+        return self.socket.fileno()
+
+
+class _RawProtocol(_Protocol):
+    SEND_STATE_GROUND = 0
+
+    def __init__(self, sock: socket.socket) -> None:
+        super().__init__()
+        self.transport = _TwistedTransport(sock)  # type: ignore[assignment]
+        self._perMessageCompress = None
+        self.autoFragmentSize = 0
+        self.send_state = self.SEND_STATE_GROUND
+        self.send_queue: collections.deque[Any] = collections.deque()
+
+
+def _read_frames(data: bytes) -> list[bytes]:
+    """Split server-to-client WebSocket frames: each must be a final, unmasked text frame."""
+    payloads = []
+    while data:
+        assert data[0] == 0x81 and not data[1] & 0x80
+        size, at = data[1], 2
+        if size == 126:
+            size, at = struct.unpack("!H", data[2:4])[0], 4
+        elif size == 127:
+            size, at = struct.unpack("!Q", data[2:10])[0], 10
+        payloads.append(data[at : at + size])
+        data = data[at + size :]
+    return payloads
+
+
+def _receive_all(peer: socket.socket) -> bytes:
+    peer.setblocking(False)
+    chunks = []
+    while True:
+        try:
+            chunk = peer.recv(1 << 20)
+        except BlockingIOError:
+            return b"".join(chunks)
+        chunks.append(chunk)
+
+
+@pytest.fixture
+def socket_pair() -> Any:
+    ours, peer = socket.socketpair()
+    ours.setblocking(False)
+    yield ours, peer
+    ours.close()
+    peer.close()
+
+
+def _raw_consumer(channel_name: str, sock: socket.socket) -> Any:
+    consumer = _consumer(channel_name)
+    consumer.protocol = _RawProtocol(sock)
+    consumer.base_send = functools.partial(_reply, consumer.protocol)
+    return consumer
+
+
+@pytest.mark.parametrize("size", [10, 125, 126, 65535, 65536])
+def test_ws_text_frame_lengths(size: int) -> None:
+    payload = b"x" * size
+    assert _read_frames(outlet.ws_text_frame(payload)) == [payload]
+
+
+async def test_a_members_frames_go_to_the_socket_as_one_write_of_whole_frames(
+    socket_pair: Any,
+) -> None:
+    ours, peer = socket_pair
+    consumers = [_raw_consumer(f"raw{i}", ours) for i in range(2)]
+    waits = []
+    for consumer in consumers:
+        queue, getter = await _idle_queue()
+        waits.append(getter)
+        assert outlet.attach(consumer, queue)
+    message, encoded = _frames(10), {}
+    try:
+        for consumer in consumers:
+            assert outlet.write(consumer.channel_name, message, encoded)
+            assert consumer.protocol.transport.written == []  # nothing left to Twisted
+            assert consumer.protocol.sent == []  # nor to autobahn's sendMessage
+        frames = [orjson.loads(p) for p in _read_frames(_receive_all(peer))]
+        assert frames == message["frames"] * 2
+        # Each frame was framed once and its bytes shared by both members.
+        framed = [data for data in encoded.values() if data[0] == 0x81]
+        assert len(framed) == 2
+    finally:
+        for consumer, getter in zip(consumers, waits, strict=True):
+            outlet.detach(consumer.channel_name)
+            getter.cancel()
+
+
+async def test_bytes_twisted_holds_are_never_overtaken(socket_pair: Any) -> None:
+    ours, peer = socket_pair
+    consumer = _raw_consumer("held", ours)
+    transport = consumer.protocol.transport
+    transport.write(b"earlier frame")  # Twisted holds these until the socket is writable
+    queue, getter = await _idle_queue()
+    outlet.attach(consumer, queue)
+    try:
+        assert outlet.write("held", _frames(10), {})
+        assert _receive_all(peer) == b""  # nothing went around Twisted's buffer
+        assert transport.written[0] == b"earlier frame"
+        assert [orjson.loads(p)["type"] for p in _read_frames(transport.written[1])] == [
+            "chat-room-updated",
+            "total-unread-count-updated",
+        ]
+    finally:
+        outlet.detach("held")
+        getter.cancel()
+
+
+async def test_what_the_kernel_does_not_take_goes_to_twisted_in_order(socket_pair: Any) -> None:
+    ours, peer = socket_pair
+    ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    consumer = _raw_consumer("full", ours)
+    consumer.protocol.transport.dataBuffer = b""
+    queue, getter = await _idle_queue()
+    outlet.attach(consumer, queue)
+    big = {"type": "chat.frames", "frames": [{"type": "chat-message", "body": "y" * 200_000}]}
+    try:
+        assert outlet.write("full", big, {})
+        direct = _receive_all(peer)
+        rest = b"".join(consumer.protocol.transport.written)
+        assert direct and rest  # part sent at once, the rest left to Twisted
+        assert [orjson.loads(p) for p in _read_frames(direct + rest)] == big["frames"]
+    finally:
+        outlet.detach("full")
+        getter.cancel()
+
+
+async def test_a_connection_with_compression_goes_through_send_message(socket_pair: Any) -> None:
+    ours, peer = socket_pair
+    consumer = _raw_consumer("deflate", ours)
+    consumer.protocol._perMessageCompress = object()  # permessage-deflate negotiated
+    queue, getter = await _idle_queue()
+    outlet.attach(consumer, queue)
+    try:
+        assert outlet.write("deflate", _frames(10), {})
+        assert _receive_all(peer) == b""
+        assert consumer.protocol.sent == [orjson.dumps(f) for f in _frames(10)["frames"]]
+    finally:
+        outlet.detach("deflate")
+        getter.cancel()
