@@ -291,7 +291,7 @@ def _read_frames(data: bytes) -> list[bytes]:
 
 def _receive_all(peer: socket.socket) -> bytes:
     peer.setblocking(False)
-    chunks = []
+    chunks: list[bytes] = []
     while True:
         try:
             chunk = peer.recv(1 << 20)
@@ -332,7 +332,7 @@ async def test_a_members_frames_go_to_the_socket_as_one_write_of_whole_frames(
         queue, getter = await _idle_queue()
         waits.append(getter)
         assert outlet.attach(consumer, queue)
-    message, encoded = _frames(10), {}
+    message, encoded = _frames(10), dict[int, bytes]()
     try:
         for consumer in consumers:
             assert outlet.write(consumer.channel_name, message, encoded)
