@@ -8,6 +8,7 @@ class BadgesConfig(AppConfig):
         from django.db.models.signals import post_delete, post_save
 
         from badges import receivers
+        from badges.events import MESSAGE_BADGES, message_badge_frames
         from chat.models import Membership, Message
         from chat.signals import (
             message_created,
@@ -16,7 +17,9 @@ class BadgesConfig(AppConfig):
             room_marked_unread,
             room_read,
         )
+        from chatproject.hub import register_builder
 
+        register_builder(MESSAGE_BADGES, message_badge_frames)
         message_created.connect(
             receivers.on_message_created, dispatch_uid="badges.on_message_created"
         )

@@ -1,8 +1,8 @@
 """Frames the badges app sends to clients (shared/PROTOCOL.md)."""
 
-from typing import Literal, TypedDict
+from typing import Any, Literal, TypedDict
 
-from chat.events import MessageFrame
+from chat.events import MessageFrame, frames_message
 
 
 class TotalUnreadCountUpdated(TypedDict):
@@ -58,3 +58,43 @@ def room_updated(
         "mentionCount": mentions,
         "version": version,
     }
+
+
+# A new message's badge frames, published as built messages (chatproject/hub.py, "Built
+# messages"): the room and its last message once, then per member a row of values.
+MESSAGE_BADGES = "badges.message"
+
+MessageBadgeRow = tuple[int, int, int, int, int, bool]
+
+
+def message_badge_row(
+    *,
+    count: int,
+    mentions: int,
+    version: int,
+    total: int,
+    total_mentions: int,
+    changed: bool,
+) -> MessageBadgeRow:
+    """One member's values: the room's counts at `version`, and the totals when `changed`."""
+    return (count, mentions, version, total, total_mentions, changed)
+
+
+def message_badge_frames(shared: dict[str, Any], row: MessageBadgeRow) -> dict[str, object]:
+    """The member's `chat-room-updated`, then, if its counts changed, its
+    `total-unread-count-updated`: what `badges_apply_message` sends each member."""
+    room_id = shared["roomId"]
+    count, mentions, version, total, total_mentions, changed = row
+    frames: list[object] = [room_updated(room_id, shared["lastMessage"], count, mentions, version)]
+    if changed:
+        frames.append(
+            total_unread_count_updated(
+                total=total,
+                total_mentions=total_mentions,
+                room_id=room_id,
+                room_count=count,
+                room_mentions=mentions,
+                version=version,
+            )
+        )
+    return frames_message(*frames)

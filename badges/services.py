@@ -9,7 +9,13 @@ from collections import defaultdict
 from badges import counters
 from badges.app_settings import app_settings
 from badges.counters import Badge, MessageApply, Status, UserState
-from badges.events import TotalUnreadCountUpdated, room_updated, total_unread_count_updated
+from badges.events import (
+    MESSAGE_BADGES,
+    TotalUnreadCountUpdated,
+    message_badge_row,
+    room_updated,
+    total_unread_count_updated,
+)
 from badges.selectors import room_truths_for_users
 from chat.events import (
     MessageCreated,
@@ -129,18 +135,23 @@ def badges_apply_message(event: MessageCreated) -> None:
     )
     missing = [user_id for user_id, badge in badges.items() if badge.status is Status.MISSING]
     badges.update(_rebuilt_badges(missing, room_id))
-    last_message = message_frame(event)
-    sends = []
-    for user_id, badge in badges.items():
-        frames: list[object] = [
-            room_updated(
-                room_id, last_message, badge.room_count, badge.room_mentions, badge.version
-            )
-        ]
-        if badge.status is Status.CHANGED:
-            frames.append(_total_frame(badge, room_id))
-        sends.append((user_group(user_id), frames_message(*frames)))
-    fanout.publish(sends, committed_at=event["committed_at"])
+    changed = Status.CHANGED
+    rows = [
+        (
+            user_group(user_id),
+            message_badge_row(
+                count=badge.room_count,
+                mentions=badge.room_mentions,
+                version=badge.version,
+                total=badge.total,
+                total_mentions=badge.total_mentions,
+                changed=badge.status is changed,
+            ),
+        )
+        for user_id, badge in badges.items()
+    ]
+    shared = {"roomId": room_id, "lastMessage": message_frame(event)}
+    fanout.publish_built(MESSAGE_BADGES, shared, rows, committed_at=event["committed_at"])
 
 
 def badges_apply_read(event: RoomRead) -> Badge:

@@ -68,14 +68,22 @@ def pending_write_bytes(transport: Any) -> int | None:
     The kernel part matters: Linux grows a socket's send buffer up to `tcp_wmem`'s maximum
     (4 MiB here) for a client that stopped reading, so Twisted alone would see nothing.
     """
+    buffered = twisted_buffered(transport)
+    if buffered is None:
+        return None
+    return buffered + kernel_send_queue(transport)
+
+
+def twisted_buffered(transport: Any) -> int | None:
+    """Bytes Twisted holds for this connection (None: not a Twisted transport)."""
     try:
-        buffered = len(transport.dataBuffer) - transport.offset + transport._tempDataLen
+        return int(len(transport.dataBuffer) - transport.offset + transport._tempDataLen)
     except (AttributeError, TypeError):
         return None
-    return int(buffered) + _kernel_send_queue(transport)
 
 
-def _kernel_send_queue(transport: Any) -> int:
+def kernel_send_queue(transport: Any) -> int:
+    """Bytes in the socket's send queue in the kernel (0 where that cannot be read)."""
     if _SIOCOUTQ is None:
         return 0
     try:

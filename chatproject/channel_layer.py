@@ -31,7 +31,14 @@ from channels_redis.utils import _consistent_hash, _wrap_close, decode_hosts
 from django.conf import settings
 
 from chatproject.connection_queue import ConnectionQueue
-from chatproject.hub import Hub, encode_event, hub_channel, hub_enabled, probe_event
+from chatproject.hub import (
+    Hub,
+    builder,
+    encode_event,
+    hub_channel,
+    hub_enabled,
+    probe_event,
+)
 from chatproject.metrics import (
     CONNECTION_QUEUE_DEPTH_MAX,
     CONNECTION_QUEUED_FRAMES,
@@ -211,6 +218,23 @@ class PipelinedPubSubChannelLayer(RedisPubSubChannelLayer):
             for channel, payload in publishes:
                 pipe.publish(channel, payload)
             pipe.execute()
+
+    def publish_built(self, name: str, shared: Any, rows: list[tuple[str, Any]]) -> None:
+        """Publish a message built by the builder `name` from `shared` and each row's values,
+        to each row's group (chatproject/hub.py, "Built messages"): through the hub, one
+        PUBLISH per shard carrying `shared` once; otherwise each message built here."""
+        if not hub_enabled():
+            build = builder(name)
+            self.publish_to_groups([(group, build(shared, values)) for group, values in rows])
+            return
+        clients = self._clients()
+        by_shard: dict[int, list[tuple[str, Any]]] = defaultdict(list)
+        for group, values in rows:
+            channel = f"{self._prefix}__group__{group}"
+            by_shard[_consistent_hash(channel, len(clients))].append((channel, values))
+        for shard, shard_rows in by_shard.items():
+            event = encode_event([(name, shared, shard_rows)])
+            clients[shard].publish(hub_channel(self._prefix, shard), event)
 
     def group_subscriber_counts(self, groups: list[str]) -> dict[str, int]:
         """How many layer connections (one per server process and shard) listen to each group:

@@ -76,7 +76,10 @@ class ConnectionQueue:
 
     def waited_on(self) -> bool:
         """Whether a consumer is waiting for this queue's next message right now."""
-        return any(not getter.done() for getter in self._getters)
+        for getter in self._getters:
+            if not getter.done():
+                return True
+        return False
 
     def qsize(self) -> int:
         """Frames waiting (what the limit and the depth metric count)."""

@@ -17,6 +17,15 @@ after a Redis restart like any other), and on receipt:
 Messages are routed by group and type only: the hub never looks inside one, so any type and
 any field a publisher adds travel as they are.
 
+Built messages: where a fan-out sends each member a message of the same shape with a few
+values of its own (a new message's badge frames: the same room and last message, each
+member's counts), the publisher sends, instead of a message per member, one entry naming a
+builder, the shared part once and a row of values per member (`fanout.publish_built`). The
+receiving process builds a member's message only for the members it holds, with the builder
+its app registered (`register_builder`, in the app's `ready`): no message per member is
+encoded, published or decoded, and the building is spread over the processes. What a builder
+returns is delivered like any other message.
+
 Consumers still join the groups' own channels (`group_add`), so `group_send` from anywhere,
 `PUBSUB NUMSUB` (chat.presence.connected_processes) and the old path keep working; with
 `CHAT_FANOUT_HUB` off, `publish_to_groups` publishes to those channels as before (the
@@ -43,6 +52,20 @@ logger = logging.getLogger(__name__)
 
 _PROBE = ""
 
+# A builder makes one member's message from the shared part and the member's row of values.
+Builder = Callable[[Any, Any], dict[str, Any]]
+_builders: dict[str, Builder] = {}
+
+
+def register_builder(name: str, build: Builder) -> None:
+    """Let messages be published as `name`'s shared part and rows (every process of the
+    deployment registers the same builders, in its app's `ready`)."""
+    _builders[name] = build
+
+
+def builder(name: str) -> Builder:
+    return _builders[name]
+
 
 def hub_enabled() -> bool:
     return bool(getattr(settings, "CHAT_FANOUT_HUB", True))
@@ -52,8 +75,9 @@ def hub_channel(prefix: str, shard: int) -> str:
     return f"{prefix}__hub__{shard}"
 
 
-def encode_event(entries: list[tuple[str, bytes]]) -> bytes:
-    """One hub message: (group channel, message encoded by the layer's serializer) pairs."""
+def encode_event(entries: list[tuple[str, bytes]] | list[Any]) -> bytes:
+    """One hub message: a list of (group channel, message encoded by the layer's serializer)
+    pairs, or of built entries: (builder name, shared part, [(group channel, values), ...])."""
     packed: bytes = msgpack.packb(entries, use_bin_type=True)
     return packed
 
@@ -78,9 +102,14 @@ class Hub:
         except Exception:
             logger.exception("undecodable hub message (%d bytes) dropped", len(data))
             return
-        groups, channels = self._layer.groups, self._layer.channels
-        direct = queued = 0
-        for group, payload in entries:
+        groups = self._layer.groups
+        counts = [0, 0]  # written directly, queued
+        for entry in entries:
+            if len(entry) == 3:
+                name, shared, rows = entry
+                self._deliver_built(name, shared, rows, counts)
+                continue
+            group, payload = entry
             members = groups.get(group)
             if not members:
                 if group == _PROBE:
@@ -91,24 +120,47 @@ class Hub:
             except Exception:
                 logger.exception("undecodable message for %s dropped", group)
                 continue
-            encoded: dict[int, bytes] = {}  # each frame's bytes, shared by the group's members
-            for channel in list(members):
-                try:
-                    if outlet.write(channel, message, encoded):
-                        direct += 1
-                        continue
-                except Exception:
-                    # One bad frame or connection must not cost the others their frames.
-                    logger.exception("direct write to %s failed; queueing instead", channel)
-                queue = channels.get(channel)
-                if queue is not None:
-                    queue.put_nowait(message)
-                    queued += 1
+            self._deliver(members, message, counts)
         # Counted once per event: a metric per member would cost as much as the write.
-        if direct:
-            HUB_DELIVERIES.labels("direct").inc(direct)
-        if queued:
-            HUB_DELIVERIES.labels("queued").inc(queued)
+        if counts[0]:
+            HUB_DELIVERIES.labels("direct").inc(counts[0])
+        if counts[1]:
+            HUB_DELIVERIES.labels("queued").inc(counts[1])
+
+    def _deliver_built(self, name: str, shared: Any, rows: Any, counts: list[int]) -> None:
+        try:
+            build = _builders[name]
+        except KeyError:
+            logger.error("no builder %r registered here: %d messages dropped", name, len(rows))
+            return
+        groups = self._layer.groups
+        for group, values in rows:
+            members = groups.get(group)
+            if not members:
+                continue
+            try:
+                message = build(shared, values)
+            except Exception:
+                logger.exception("builder %r failed for %s", name, group)
+                continue
+            self._deliver(members, message, counts)
+
+    def _deliver(self, members: Any, message: dict[str, Any], counts: list[int]) -> None:
+        """One group's message to its members here: written directly, or queued."""
+        channels = self._layer.channels
+        encoded: dict[int, bytes] = {}  # each frame's bytes, shared by the group's members
+        for channel in list(members):
+            try:
+                if outlet.write(channel, message, encoded):
+                    counts[0] += 1
+                    continue
+            except Exception:
+                # One bad frame or connection must not cost the others their frames.
+                logger.exception("direct write to %s failed; queueing instead", channel)
+            queue = channels.get(channel)
+            if queue is not None:
+                queue.put_nowait(message)
+                counts[1] += 1
 
     def _probe_returned(self, payload: bytes) -> None:
         waiter = self._probes.pop(payload.decode(), None)

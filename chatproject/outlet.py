@@ -33,13 +33,14 @@ kept, whatever it is), into one `chat-room-updated` frame listing what it `combi
 
 import logging
 import struct
+import time
 import weakref
 from typing import Any, Protocol
 
 import orjson
 from django.conf import settings
 
-from chatproject.backpressure import daphne_protocol, pending_write_bytes
+from chatproject.backpressure import daphne_protocol, kernel_send_queue, twisted_buffered
 from chatproject.connection_queue import ConnectionQueue
 
 logger = logging.getLogger(__name__)
@@ -59,14 +60,36 @@ class OutletConsumer(Protocol):
     def frame_is_fresh(self, frame: Frame) -> bool: ...
 
 
+# How long a reading of the socket's kernel send queue stands in for it (see `_Writer`).
+_KERNEL_READING_SECONDS = 0.05
+
+
 class _Writer:
-    __slots__ = ("_consumer", "_protocol", "_queue", "_limit")
+    __slots__ = ("_consumer", "_protocol", "_queue", "_limit", "_kernel", "_kernel_read_at")
 
     def __init__(self, consumer: OutletConsumer, protocol: Any, queue: ConnectionQueue) -> None:
         self._consumer = weakref.ref(consumer)
         self._protocol = weakref.ref(protocol)
         self._queue = queue
         self._limit = int(getattr(settings, "CHAT_CONNECTION_WRITE_BUFFER_BYTES", 256 * 1024))
+        # The kernel's send queue as last read, plus what was written directly since: it can
+        # only have shrunk from that (the client read some) or grown by the consumer's own
+        # frames. Read again (an ioctl) once that bound passes half the limit or the reading
+        # is older than `_KERNEL_READING_SECONDS`: so a fan-out reads it about once per
+        # connection, not once per frame, and a client that stops reading is still seen
+        # before the limit.
+        self._kernel = 0
+        self._kernel_read_at = float("-inf")
+
+    def _buffered(self, transport: Any) -> int | None:
+        held = twisted_buffered(transport)
+        if held is None:
+            return None
+        now = time.monotonic()
+        if self._kernel > self._limit // 2 or now - self._kernel_read_at > _KERNEL_READING_SECONDS:
+            self._kernel = kernel_send_queue(transport)
+            self._kernel_read_at = now
+        return held + self._kernel
 
     def write(self, message: dict[str, Any], encoded: dict[int, bytes]) -> bool | None:
         """True: written; False: take the ordinary path; None: this connection is gone."""
@@ -80,7 +103,7 @@ class _Writer:
             return None
         if protocol.state != protocol.STATE_OPEN:
             return False
-        buffered = pending_write_bytes(protocol.transport)
+        buffered = self._buffered(protocol.transport)
         if buffered is None or buffered > self._limit:
             return False
         frames = [frame for frame in message["frames"] if consumer.frame_is_fresh(frame)]
@@ -90,12 +113,14 @@ class _Writer:
             return True
         try:
             if takes_raw_frames(protocol):
-                _write_raw(
-                    protocol.transport, b"".join([_framed(frame, encoded) for frame in frames])
-                )
+                data = b"".join([_framed(frame, encoded) for frame in frames])
+                _write_raw(protocol.transport, data)
+                self._kernel += len(data)
             else:
                 for frame in frames:
-                    protocol.sendMessage(_payload(frame, encoded), False)
+                    data = _payload(frame, encoded)
+                    protocol.sendMessage(data, False)
+                    self._kernel += len(data)
         except Exception:
             # Closed under us: its frames no longer matter, it resyncs when it reconnects.
             logger.debug("direct write to %s failed", getattr(consumer, "channel_name", "?"))

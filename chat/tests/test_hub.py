@@ -22,7 +22,7 @@ from chat.tests.helpers import (
 from chat.tests.processes import OwnRedis
 from chatproject import fanout
 from chatproject.channel_layer import PipelinedPubSubChannelLayer
-from chatproject.hub import hub_channel
+from chatproject.hub import hub_channel, register_builder
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -104,3 +104,41 @@ async def test_with_the_hub_off_frames_take_the_per_group_path() -> None:
         assert get_channel_layer()._get_layer().hub is None
     finally:
         await close_quietly(clients)
+
+
+def _build_greeting(shared: dict[str, Any], row: list[Any]) -> dict[str, Any]:
+    name, count = row
+    return {"type": "chat.frames", "frames": [{"to": name, "count": count, **shared}]}
+
+
+@pytest.mark.parametrize("through_hub", [True, False])
+async def test_built_messages_are_built_for_each_member_of_each_row(
+    through_hub: bool, caplog: Any
+) -> None:
+    """`publish_built`: the shared part once and a row per group; each member gets what the
+    builder makes of them, with the hub (built where received) or without (built at once)."""
+    register_builder("test.greeting", _build_greeting)
+    layer = get_channel_layer()
+    channels = {index: [await layer.new_channel(), await layer.new_channel()] for index in (1, 2)}
+    for index, pair in channels.items():
+        for channel in pair:
+            await layer.group_add(f"user.{index}", channel)
+    try:
+        with override_settings(CHAT_FANOUT_HUB=through_hub):
+            rows = [("user.1", ["ann", 3]), ("user.2", ["bo", 5]), ("user.9", ["nobody", 0])]
+            await sync_to_async(fanout.publish_built)("test.greeting", {"room": 7}, rows)
+            for index, name, count in [(1, "ann", 3), (2, "bo", 5)]:
+                for channel in channels[index]:
+                    got = await asyncio.wait_for(layer.receive(channel), PATIENCE_S)
+                    assert got["frames"] == [{"to": name, "count": count, "room": 7}]
+            # A builder this process does not know: nothing is delivered, and it says so.
+            await sync_to_async(fanout.publish_built)("test.unknown", {}, [("user.1", [])])
+            if through_hub:
+                await eventually(lambda: "no builder 'test.unknown'" in caplog.text)
+                assert layer.connection_queue(channels[1][0]).empty()
+            else:
+                assert "could not publish" in caplog.text
+    finally:
+        for index, pair in channels.items():
+            for channel in pair:
+                await layer.group_discard(f"user.{index}", channel)

@@ -401,3 +401,27 @@ async def test_a_connection_with_compression_goes_through_send_message(socket_pa
     finally:
         outlet.detach("deflate")
         getter.cancel()
+
+
+async def test_a_client_that_stops_reading_is_queued_for_before_the_limit(
+    socket_pair: Any, settings: Any
+) -> None:
+    """The kernel's send queue counts, though the outlet reads it only now and then: direct
+    writes stop once what the client has not taken would pass the limit."""
+    settings.CHAT_CONNECTION_WRITE_BUFFER_BYTES = 64 * 1024
+    ours, peer = socket_pair  # the peer never reads
+    consumer = _raw_consumer("stalled", ours)
+    queue, getter = await _idle_queue()
+    outlet.attach(consumer, queue)
+    message = {"type": "chat.frames", "frames": [{"type": "chat-message", "body": "z" * 4000}]}
+    size = len(outlet.ws_text_frame(orjson.dumps(message["frames"][0])))
+    try:
+        written = 0
+        while outlet.write("stalled", message, {}):
+            written += 1
+            assert written < 1000, "never refused"
+        assert consumer.protocol.transport.written == []  # the kernel took every write
+        assert 32 * 1024 < written * size <= 64 * 1024 + size
+    finally:
+        outlet.detach("stalled")
+        getter.cancel()
