@@ -90,6 +90,12 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         self.presence_task = asyncio.create_task(self._keep_presence())
         live.connection_opened(self)
 
+    async def send(
+        self, text_data: str | None = None, bytes_data: bytes | None = None, close: bool = False
+    ) -> None:
+        outlet.wrote_elsewhere(self.channel_name)  # the outlet's reading of the buffer is stale
+        await super().send(text_data=text_data, bytes_data=bytes_data, close=close)
+
     async def disconnect(self, code: int) -> None:
         if not hasattr(self, "user_id"):
             return

@@ -61,7 +61,7 @@ class OutletConsumer(Protocol):
 
 
 # How long a reading of the socket's kernel send queue stands in for it (see `_Writer`).
-_KERNEL_READING_SECONDS = 0.05
+_KERNEL_READING_SECONDS = 1.0
 
 
 class _Writer:
@@ -73,12 +73,16 @@ class _Writer:
         self._queue = queue
         self._limit = int(getattr(settings, "CHAT_CONNECTION_WRITE_BUFFER_BYTES", 256 * 1024))
         # The kernel's send queue as last read, plus what was written directly since: it can
-        # only have shrunk from that (the client read some) or grown by the consumer's own
-        # frames. Read again (an ioctl) once that bound passes half the limit or the reading
-        # is older than `_KERNEL_READING_SECONDS`: so a fan-out reads it about once per
-        # connection, not once per frame, and a client that stops reading is still seen
-        # before the limit.
+        # only have shrunk from that (the client read some), unless the consumer sent frames
+        # of its own (`wrote_elsewhere` drops the reading then; autobahn's pings are a few
+        # bytes). Read again (an ioctl) once that bound passes half the limit, after such a
+        # send, or when the reading is older than `_KERNEL_READING_SECONDS`: so fan-outs read
+        # it about once a second per connection, not once per frame, and a client that stops
+        # reading is still seen before the limit.
         self._kernel = 0
+        self._kernel_read_at = float("-inf")
+
+    def forget_kernel_reading(self) -> None:
         self._kernel_read_at = float("-inf")
 
     def _buffered(self, transport: Any) -> int | None:
@@ -231,6 +235,14 @@ def write(channel: str, message: dict[str, Any], encoded: dict[int, bytes]) -> b
         del _writers[channel]
         return False
     return written
+
+
+def wrote_elsewhere(channel: str) -> None:
+    """The consumer of `channel` sent a frame itself (through daphne): what the kernel holds
+    for its client must be read again before the next direct write."""
+    writer = _writers.get(channel)
+    if writer is not None:
+        writer.forget_kernel_reading()
 
 
 def attached() -> int:

@@ -425,3 +425,21 @@ async def test_a_client_that_stops_reading_is_queued_for_before_the_limit(
     finally:
         outlet.detach("stalled")
         getter.cancel()
+
+
+async def test_frames_the_consumer_sent_itself_count_before_the_next_direct_write(
+    socket_pair: Any, settings: Any
+) -> None:
+    settings.CHAT_CONNECTION_WRITE_BUFFER_BYTES = 64 * 1024
+    ours, peer = socket_pair  # the peer never reads
+    consumer = _raw_consumer("mixed", ours)
+    queue, getter = await _idle_queue()
+    outlet.attach(consumer, queue)
+    try:
+        assert outlet.write("mixed", _frames(1), {})  # the kernel's queue read: almost empty
+        ours.sendall(b"h" * (70 * 1024))  # a history page the consumer sent through daphne
+        outlet.wrote_elsewhere("mixed")
+        assert not outlet.write("mixed", _frames(2), {})  # 70 KiB held: past the limit
+    finally:
+        outlet.detach("mixed")
+        getter.cancel()
