@@ -123,35 +123,43 @@ def _modes(event: MessageCreated) -> dict[int, str]:
     }
 
 
+# Members per Lua call and publish of one message: a large room goes in steps, so Redis
+# counts the next step while this process's hub writes the frames of the one before.
+_MEMBERS_PER_STEP = 250
+
+
 def badges_apply_message(event: MessageCreated) -> None:
     """Count a committed message for its members and send each of them their new badge."""
     room_id = event["room_id"]
-    modes = _modes(event)
-    badges = counters.apply_message(
-        room_id=room_id,
-        message_id=event["message_id"],
-        modes=modes,
-        cap=app_settings.MAX_TRACKED_UNREAD,
-    )
-    missing = [user_id for user_id, badge in badges.items() if badge.status is Status.MISSING]
-    badges.update(_rebuilt_badges(missing, room_id))
-    changed = Status.CHANGED
-    rows = [
-        (
-            user_group(user_id),
-            message_badge_row(
-                count=badge.room_count,
-                mentions=badge.room_mentions,
-                version=badge.version,
-                total=badge.total,
-                total_mentions=badge.total_mentions,
-                changed=badge.status is changed,
-            ),
-        )
-        for user_id, badge in badges.items()
-    ]
+    members = list(_modes(event).items())
     shared = {"roomId": room_id, "lastMessage": message_frame(event)}
-    fanout.publish_built(MESSAGE_BADGES, shared, rows, committed_at=event["committed_at"])
+    for start in range(0, len(members), _MEMBERS_PER_STEP):
+        last = start + _MEMBERS_PER_STEP >= len(members)
+        badges = counters.apply_message(
+            room_id=room_id,
+            message_id=event["message_id"],
+            modes=dict(members[start : start + _MEMBERS_PER_STEP]),
+            cap=app_settings.MAX_TRACKED_UNREAD,
+        )
+        missing = [user_id for user_id, badge in badges.items() if badge.status is Status.MISSING]
+        badges.update(_rebuilt_badges(missing, room_id))
+        changed = Status.CHANGED
+        rows = [
+            (
+                user_group(user_id),
+                message_badge_row(
+                    count=badge.room_count,
+                    mentions=badge.room_mentions,
+                    version=badge.version,
+                    total=badge.total,
+                    total_mentions=badge.total_mentions,
+                    changed=badge.status is changed,
+                ),
+            )
+            for user_id, badge in badges.items()
+        ]
+        committed_at = event["committed_at"] if last else None
+        fanout.publish_built(MESSAGE_BADGES, shared, rows, committed_at=committed_at)
 
 
 def badges_apply_read(event: RoomRead) -> Badge:
