@@ -273,6 +273,16 @@ return out
 )
 
 
+# KEYS: users' hashes. Returns each user's total, or -1 for a user Redis does not hold.
+_TOTALS = """
+local out = {}
+for i, h in ipairs(KEYS) do
+  local loaded, total = unpack(redis.call('HMGET', h, 'loaded', 'total'))
+  out[i] = loaded and tonumber(total or '0') or -1
+end
+return out
+"""
+
 # KEYS: hash. Deletes the hash and every set of the user.
 _FORGET = _LUA_HELPERS + "return forget(KEYS[1])"
 
@@ -469,6 +479,18 @@ def user_states(rooms_of_users: dict[int, list[int]]) -> dict[int, UserState | N
             else None
         )
     return states
+
+
+def user_totals(user_ids: list[int]) -> dict[int, int | None]:
+    """Each user's total, or None when Redis does not hold them, in one call (a push's badge
+    needs only the total, not `user_states`' per-room reading)."""
+    if not user_ids:
+        return {}
+    flat = _script(_TOTALS)(keys=[_user_key(user_id) for user_id in user_ids])
+    return {
+        user_id: total if total >= 0 else None
+        for user_id, total in zip(user_ids, flat, strict=True)
+    }
 
 
 def forget_users(user_ids: list[int]) -> None:

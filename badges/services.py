@@ -80,12 +80,12 @@ def badges_state(*, user_id: int, room_ids: list[int]) -> UserState:
 
 def badges_totals(*, user_ids: list[int]) -> dict[int, int]:
     """Users' totals in one pipeline; those Redis lost are rebuilt from the database at once."""
-    states = counters.user_states({user_id: [] for user_id in user_ids})
-    missing = [user_id for user_id, state in states.items() if state is None]
+    totals = counters.user_totals(user_ids)
+    missing = [user_id for user_id, total in totals.items() if total is None]
     rebuilt = badges_rebuild_users(missing, reason="read") if missing else {}
     return {
-        user_id: state.total if state is not None else rebuilt[user_id].total
-        for user_id, state in states.items()
+        user_id: total if total is not None else rebuilt[user_id].total
+        for user_id, total in totals.items()
     }
 
 

@@ -204,3 +204,12 @@ def test_an_event_for_a_room_the_copy_does_not_hold_forgets_the_user() -> None:
     late = counters.apply_message(room_id=8, message_id=50, modes={1: "unread"}, cap=CAP)[1]
     assert late.status is Status.MISSING
     assert counters.user_state(user_id=1, room_ids=[ROOM]) is None
+
+
+def test_user_totals_reads_each_total_and_who_redis_does_not_hold() -> None:
+    _load(1, ids=[3, 4])
+    counters.load_users({2: [RoomTruth(ROOM, 0, 1, [5], level="none")]}, cap=CAP)
+    _load(3)
+    counters.forget_users([3])
+    assert counters.user_totals([1, 2, 3, 4]) == {1: 2, 2: 0, 3: None, 4: None}
+    assert counters.user_totals([]) == {}
