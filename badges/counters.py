@@ -40,10 +40,13 @@ from chatproject.redis_client import prefixed, redis_connection
 _LUA_HELPERS = """
 local function hnum(h, f) return tonumber(redis.call('HGET', h, f) or '0') end
 
-local function bump_version(h)
+local function now_us()
   local t = redis.call('TIME')
-  local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-  redis.call('HSET', h, 'version', math.max(hnum(h, 'version') + 1, now))
+  return tonumber(t[1]) * 1000000 + tonumber(t[2])
+end
+
+local function bump_version(h)
+  redis.call('HSET', h, 'version', math.max(hnum(h, 'version') + 1, now_us()))
 end
 
 -- A room's unread and mention counts: its sets plus what was trimmed off their bottom.
@@ -52,20 +55,19 @@ local function counts(h, z, m, room)
     hnum(h, 'mn:' .. room) + redis.call('ZCARD', m)
 end
 
--- What a room adds to the total and the mention total at its level (0 all, 1 mentions, 2 none).
-local function shares(h, z, m, room)
-  local level = hnum(h, 'l:' .. room)
+-- What a room adds to the total and the mention total at its level (0 all, 1 mentions, 2
+-- none), given its counts.
+local function level_shares(level, c, mc)
   if level == 2 then return 0, 0 end
-  local c, mc = counts(h, z, m, room)
   if level == 1 then return mc, mc end
   return c, mc
 end
 
--- After a change of one room: move the totals by what its shares moved since `t0`, `m0`.
-local function settle(h, z, m, room, t0, m0)
-  local t1, m1 = shares(h, z, m, room)
-  if t1 ~= t0 then redis.call('HINCRBY', h, 'total', t1 - t0) end
-  if m1 ~= m0 then redis.call('HINCRBY', h, 'mtotal', m1 - m0) end
+local function shares(h, z, m, room)
+  local level = hnum(h, 'l:' .. room)
+  if level == 2 then return 0, 0 end
+  local c, mc = counts(h, z, m, room)
+  return level_shares(level, c, mc)
 end
 
 -- Keep at most `cap` ids; the mentions among those trimmed are counted in `mn:` likewise.
@@ -93,69 +95,113 @@ local function forget(h)
   end
   return redis.call('DEL', h)
 end
-
--- 1 unchanged, 2 changed, 3 unknowable here: forget the user
-local function add_unread(h, z, m, room, id, cap, mentioned)
-  if id <= hnum(h, 'p:' .. room) then return 1 end
-  if id <= hnum(h, 'f:' .. room) then return 3 end
-  if redis.call('ZADD', z, id, id) == 0 then return 1 end
-  if mentioned then redis.call('ZADD', m, id, id) end
-  trim(h, z, m, room, cap)
-  return 2
-end
-
-local function read_upto(h, z, m, room, upto)
-  local pointer = hnum(h, 'p:' .. room)
-  if upto > pointer then redis.call('HSET', h, 'p:' .. room, upto) else upto = pointer end
-  local removed = redis.call('ZREMRANGEBYSCORE', z, '-inf', upto)
-  redis.call('ZREMRANGEBYSCORE', m, '-inf', upto)
-  local trimmed = hnum(h, 'n:' .. room)
-  if trimmed > 0 then
-    if upto < hnum(h, 'f:' .. room) then return 3 end
-    removed = removed + trimmed
-    redis.call('HDEL', h, 'n:' .. room, 'f:' .. room, 'mn:' .. room)
-  end
-  if removed == 0 then return 1 end
-  return 2
-end
 """
 
 # One member's change for one message, appended to `out` as status, room count, room mention
 # count, total, mention total, version (zeros when Redis does not hold the user, or dropped
-# them): shared by `_APPLY` and `_APPLY_MANY`.
+# them): shared by `_APPLY` and `_APPLY_MANY`, which call it for every member, so it reads the
+# hash once (`room_fields`: one HMGET), counts each set once, derives the counts after the
+# change from what its commands return instead of counting again, and writes the hash once.
+# `now` is the script's one TIME: max(old + 1, now) still grows per user, however often a
+# user comes up in one call. Status: 1 unchanged, 2 changed, 3 unknowable here (forget the
+# user). A read moves the pointer even when it removes nothing (status 1).
 _LUA_APPLY_MEMBER = """
-local function apply_member(h, z, m, mode, room, id, cap, out)
+-- The fields `apply_member` reads, for HMGET, by room.
+local function room_fields(room)
+  return {'loaded', 'p:' .. room, 'l:' .. room, 'n:' .. room, 'mn:' .. room, 'f:' .. room,
+    'total', 'mtotal', 'version'}
+end
+
+local function apply_member(h, z, m, mode, room, fields, id, cap, now, out)
+  local k = #out
+  local got = redis.call('HMGET', h, unpack(fields))
   local status = 1
-  if redis.call('EXISTS', h) == 0 then
+  -- `loaded` is written with the hash; without it, whether the hash exists decides.
+  if not got[1] and redis.call('EXISTS', h) == 0 then
     status = 0
-  elseif mode ~= 'same' and redis.call('HEXISTS', h, 'p:' .. room) == 0 then
+  elseif mode ~= 'same' and not got[2] then
     -- Not a room this copy was loaded with: the user joined it since (the copy is about to
     -- be reloaded) or left it (a late event must not count it). The database decides.
     status = 3
-  elseif mode ~= 'same' then
-    local t0, m0 = shares(h, z, m, room)
-    if mode == 'read' then
-      status = read_upto(h, z, m, room, id)
-    else
-      status = add_unread(h, z, m, room, id, cap, mode == 'mention')
-    end
-    if status == 2 then
-      settle(h, z, m, room, t0, m0)
-      bump_version(h)
-    end
   end
-  if status == 3 then forget(h) end
   if status == 0 or status == 3 then
-    for _ = 1, 6 do table.insert(out, 0) end
-  else
-    local c, mc = counts(h, z, m, room)
-    table.insert(out, status)
-    table.insert(out, c)
-    table.insert(out, mc)
-    table.insert(out, hnum(h, 'total'))
-    table.insert(out, hnum(h, 'mtotal'))
-    table.insert(out, hnum(h, 'version'))
+    if status == 3 then forget(h) end
+    for i = k + 1, k + 6 do out[i] = 0 end
+    return
   end
+  local pointer, level = tonumber(got[2] or '0'), tonumber(got[3] or '0')
+  local trimmed, mtrimmed = tonumber(got[4] or '0'), tonumber(got[5] or '0')
+  local floor = tonumber(got[6] or '0')
+  local total, mtotal = tonumber(got[7] or '0'), tonumber(got[8] or '0')
+  local version = tonumber(got[9] or '0')
+  local zc, mc = redis.call('ZCARD', z), redis.call('ZCARD', m)
+  local t0, m0 = level_shares(level, trimmed + zc, mtrimmed + mc)
+  local writes = {}
+  if mode == 'read' then
+    local upto = id
+    if upto > pointer then
+      writes[#writes + 1] = fields[2]; writes[#writes + 1] = upto
+    else
+      upto = pointer
+    end
+    local removed = redis.call('ZREMRANGEBYSCORE', z, '-inf', upto)
+    zc = zc - removed
+    mc = mc - redis.call('ZREMRANGEBYSCORE', m, '-inf', upto)
+    if trimmed > 0 then
+      if upto < floor then status = 3 else
+        removed = removed + trimmed
+        trimmed, mtrimmed = 0, 0
+        redis.call('HDEL', h, fields[4], fields[6], fields[5])
+      end
+    end
+    if status ~= 3 and removed > 0 then status = 2 end
+  elseif mode ~= 'same' then
+    if id <= pointer then
+      status = 1
+    elseif id <= floor then
+      status = 3
+    elseif redis.call('ZADD', z, id, id) == 1 then
+      status = 2
+      zc = zc + 1
+      if mode == 'mention' then mc = mc + redis.call('ZADD', m, id, id) end
+      -- Keep at most `cap` ids; the mentions among those trimmed are counted in `mn:`.
+      local excess = zc - cap
+      if excess > 0 then
+        local popped = redis.call('ZPOPMIN', z, excess)
+        local gone = redis.call('ZREMRANGEBYSCORE', m, '-inf', popped[#popped])
+        zc, trimmed, mc = cap, trimmed + excess, mc - gone
+        writes[#writes + 1] = fields[4]; writes[#writes + 1] = trimmed
+        writes[#writes + 1] = fields[6]; writes[#writes + 1] = popped[#popped]
+        if gone > 0 then
+          mtrimmed = mtrimmed + gone
+          writes[#writes + 1] = fields[5]; writes[#writes + 1] = mtrimmed
+        end
+      end
+    end
+  end
+  if status == 3 then
+    forget(h)
+    for i = k + 1, k + 6 do out[i] = 0 end
+    return
+  end
+  local c, mcount = trimmed + zc, mtrimmed + mc
+  if status == 2 then
+    -- Move the totals by what the room's shares moved, so they stay the sums.
+    local t1, m1 = level_shares(level, c, mcount)
+    if t1 ~= t0 then
+      total = total + t1 - t0
+      writes[#writes + 1] = 'total'; writes[#writes + 1] = total
+    end
+    if m1 ~= m0 then
+      mtotal = mtotal + m1 - m0
+      writes[#writes + 1] = 'mtotal'; writes[#writes + 1] = mtotal
+    end
+    version = math.max(version + 1, now)
+    writes[#writes + 1] = 'version'; writes[#writes + 1] = version
+  end
+  if #writes > 0 then redis.call('HSET', h, unpack(writes)) end
+  out[k + 1], out[k + 2], out[k + 3] = status, c, mcount
+  out[k + 4], out[k + 5], out[k + 6] = total, mtotal, version
 end
 """
 
@@ -167,9 +213,10 @@ _APPLY = (
     + _LUA_APPLY_MEMBER
     + """
 local room, id, cap = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
-local out = {}
+local fields, now, out = room_fields(room), now_us(), {}
 for i = 1, #KEYS / 3 do
-  apply_member(KEYS[3 * i - 2], KEYS[3 * i - 1], KEYS[3 * i], ARGV[3 + i], room, id, cap, out)
+  apply_member(KEYS[3 * i - 2], KEYS[3 * i - 1], KEYS[3 * i], ARGV[3 + i], room, fields, id,
+    cap, now, out)
 end
 return out
 """
@@ -182,12 +229,14 @@ _APPLY_MANY = (
     _LUA_HELPERS
     + _LUA_APPLY_MEMBER
     + """
-local cap, a, key, out = tonumber(ARGV[1]), 2, 1, {}
+local cap, a, key, now, out = tonumber(ARGV[1]), 2, 1, now_us(), {}
 while a <= #ARGV do
   local room, id, k = ARGV[a], tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
+  local fields = room_fields(room)
   a = a + 3
   for i = 1, k do
-    apply_member(KEYS[key], KEYS[key + 1], KEYS[key + 2], ARGV[a], room, id, cap, out)
+    apply_member(KEYS[key], KEYS[key + 1], KEYS[key + 2], ARGV[a], room, fields, id, cap, now,
+      out)
     key = key + 3
     a = a + 1
   end
