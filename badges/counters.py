@@ -370,21 +370,33 @@ class RoomTruth:
     mention_ids: list[int] = field(default_factory=list)  # those of `newest_unread_ids`
 
 
+def _users_prefix() -> str:
+    """What every key of the family starts with: `{REDIS_KEY_PREFIX}:badges:u:`."""
+    return prefixed("badges", "u", "")
+
+
 def _user_key(user_id: int) -> str:
-    return prefixed("badges", "u", user_id)
+    return f"{_users_prefix()}{user_id}"
 
 
 def _epoch_key(user_id: int) -> str:
     """How many times the user was forgotten (`forget` in Lua builds the same name)."""
-    return prefixed("badges", "u", user_id, "e")
+    return f"{_user_key(user_id)}:e"
 
 
 def _room_keys(user_id: int, room_id: int) -> list[str]:
     """The room's unread set and mention set (`forget` in Lua builds the same names)."""
-    return [
-        prefixed("badges", "u", user_id, "r", room_id),
-        prefixed("badges", "u", user_id, "m", room_id),
-    ]
+    user_key = _user_key(user_id)
+    return [f"{user_key}:r:{room_id}", f"{user_key}:m:{room_id}"]
+
+
+def _members_keys(user_ids: Iterable[int], room_id: int, into: list[str]) -> None:
+    """`_user_key` and `_room_keys` of each user, appended to `into`: by concatenation from one
+    prefix, as a 1,000-member room builds 3,000 of them per message."""
+    prefix, unread, mentions = _users_prefix(), f":r:{room_id}", f":m:{room_id}"
+    for user_id in user_ids:
+        user_key = prefix + str(user_id)
+        into += (user_key, user_key + unread, user_key + mentions)
 
 
 @cache
@@ -405,8 +417,7 @@ def apply_message(
 ) -> dict[int, Badge]:
     """One round trip for all members: each mode is "unread", "mention", "read" or "same"."""
     keys: list[str] = []
-    for user_id in modes:
-        keys += [_user_key(user_id), *_room_keys(user_id, room_id)]
+    _members_keys(modes, room_id, keys)
     flat = _script(_APPLY)(keys=keys, args=[room_id, message_id, cap, *modes.values()])
     return _badges(flat, 0, modes)
 
@@ -425,8 +436,7 @@ def apply_messages(applies: list[MessageApply], *, cap: int) -> list[dict[int, B
     keys: list[str] = []
     args: list[int | str] = [cap]
     for apply in applies:
-        for user_id in apply.modes:
-            keys += [_user_key(user_id), *_room_keys(user_id, apply.room_id)]
+        _members_keys(apply.modes, apply.room_id, keys)
         args += [apply.room_id, apply.message_id, len(apply.modes), *apply.modes.values()]
     flat = _script(_APPLY_MANY)(keys=keys, args=args)
     results: list[dict[int, Badge]] = []
