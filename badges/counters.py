@@ -28,10 +28,11 @@ never load that older truth after the change forgot the user.
 growing even after a flush wipes the old value.
 """
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from enum import IntEnum
 from functools import cache
+from typing import NamedTuple
 
 from redis.commands.core import Script
 
@@ -332,13 +333,17 @@ class Status(IntEnum):
     CHANGED = 2
 
 
+_STATUSES = tuple(Status)  # indexed by the Lua status code: a lookup per member, not an enum call
+
+
 # The notification levels as the hash stores them (`l:{room}`); chat.models.Level's values.
 LEVELS = {"all": 0, "mentions": 1, "none": 2}
 LEVEL_NAMES = {number: name for name, number in LEVELS.items()}
 
 
-@dataclass(frozen=True)
-class Badge:
+class Badge(NamedTuple):
+    """One member's counts after a change; a tuple, as `apply_message` makes one per member."""
+
     status: Status
     room_count: int
     room_mentions: int
@@ -404,12 +409,19 @@ def _script(source: str) -> Script:
     return redis_connection().register_script(source)
 
 
-def _badges(flat: list[int], at: int, user_ids: Iterable[int]) -> dict[int, Badge]:
-    badges = {}
-    for user_id in user_ids:
-        badges[user_id] = Badge(Status(flat[at]), *flat[at + 1 : at + 6])
-        at += 6
-    return badges
+def _badges(rows: Iterator[tuple[int, ...]], user_ids: Iterable[int]) -> dict[int, Badge]:
+    """The next of `_APPLY`'s rows of six, one per user: zip takes a user first, so it stops at
+    the users' end without taking a row (`apply_messages` shares `rows` between messages)."""
+    return {
+        user_id: Badge(_STATUSES[status], count, mentions, total, total_mentions, version)
+        for user_id, (status, count, mentions, total, total_mentions, version) in zip(
+            user_ids, rows, strict=False
+        )
+    }
+
+
+def _rows(flat: list[int]) -> Iterator[tuple[int, ...]]:
+    return zip(*[iter(flat)] * 6, strict=True)
 
 
 def apply_message(
@@ -419,7 +431,7 @@ def apply_message(
     keys: list[str] = []
     _members_keys(modes, room_id, keys)
     flat = _script(_APPLY)(keys=keys, args=[room_id, message_id, cap, *modes.values()])
-    return _badges(flat, 0, modes)
+    return _badges(_rows(flat), modes)
 
 
 @dataclass(frozen=True)
@@ -439,12 +451,8 @@ def apply_messages(applies: list[MessageApply], *, cap: int) -> list[dict[int, B
         _members_keys(apply.modes, apply.room_id, keys)
         args += [apply.room_id, apply.message_id, len(apply.modes), *apply.modes.values()]
     flat = _script(_APPLY_MANY)(keys=keys, args=args)
-    results: list[dict[int, Badge]] = []
-    at = 0
-    for apply in applies:
-        results.append(_badges(flat, at, apply.modes))
-        at += 6 * len(apply.modes)
-    return results
+    rows = _rows(flat)
+    return [_badges(rows, apply.modes) for apply in applies]
 
 
 def apply_read(*, user_id: int, room_id: int, read_upto: int, cap: int) -> Badge:
