@@ -10,7 +10,8 @@ below `f:{room}`, of which `mn:{room}` mentioned the user).
 The totals follow the levels (shared/PROTOCOL.md, "Notification level"): a room at `all` adds
 its count, at `mentions` its mention count, at `none` nothing; the mention total adds the
 mention count of every room not at `none`. Every change of a room moves the totals by what
-that room's share moved (`settle`), so the totals stay the sums whatever the levels.
+that room's share moved (`level_shares` before and after the change), so the totals stay the
+sums whatever the levels.
 
 Keeping ids rather than a bare integer is what makes the counts exact under any ordering:
 adding an id is idempotent (a retried event never counts twice), and "read up to P" removes
@@ -25,7 +26,13 @@ that read the database just before a delete, a mark-unread or a level change com
 never load that older truth after the change forgot the user.
 
 `version` grows with every change: max(old + 1, Redis time in microseconds), so it keeps
-growing even after a flush wipes the old value.
+growing even after a flush wipes the old value. A message's call reads the time once for all
+its members (and all its messages, for a backlog): the old + 1 keeps a user's versions growing
+however often the user changes within one call.
+
+A message costs Redis per member, not per message, so `apply_member` (below) is written for
+it: one HMGET of the fields it needs, one ZCARD per set, the counts after the change derived
+from what its commands return, and one HSET (`bench/counters_cost.py` measures it).
 """
 
 from collections.abc import Iterable, Iterator
@@ -100,12 +107,10 @@ end
 
 # One member's change for one message, appended to `out` as status, room count, room mention
 # count, total, mention total, version (zeros when Redis does not hold the user, or dropped
-# them): shared by `_APPLY` and `_APPLY_MANY`, which call it for every member, so it reads the
-# hash once (`room_fields`: one HMGET), counts each set once, derives the counts after the
-# change from what its commands return instead of counting again, and writes the hash once.
-# `now` is the script's one TIME: max(old + 1, now) still grows per user, however often a
-# user comes up in one call. Status: 1 unchanged, 2 changed, 3 unknowable here (forget the
-# user). A read moves the pointer even when it removes nothing (status 1).
+# them): shared by `_APPLY` and `_APPLY_MANY`. It runs once per member, hence its shape (the
+# module docstring): `fields` is `room_fields(room)`, built once per message, and `now` the
+# call's one TIME. Status: 1 unchanged, 2 changed, 3 unknowable here (forget the user). A
+# read moves the pointer even when it removes nothing (status 1).
 _LUA_APPLY_MEMBER = """
 -- The fields `apply_member` reads, for HMGET, by room.
 local function room_fields(room)
