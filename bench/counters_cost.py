@@ -80,7 +80,7 @@ def _batches(items: Iterable[bytes], size: int) -> Iterator[list[bytes]]:
 
 def _run_in(tree: Path, args: argparse.Namespace) -> dict[str, float]:
     """`measure` in a fresh process whose imports come from `tree`."""
-    command = [sys.executable, __file__, "--one"]
+    command = [sys.executable, str(Path(__file__).resolve()), "--one"]
     command += ["--members", str(args.members), "--reps", str(args.reps), "--cap", str(args.cap)]
     command += ["--redis-url", args.redis_url]
     done = subprocess.run(command, cwd=tree, check=True, capture_output=True, text=True)
