@@ -10,7 +10,8 @@ below `f:{room}`, of which `mn:{room}` mentioned the user).
 The totals follow the levels (shared/PROTOCOL.md, "Notification level"): a room at `all` adds
 its count, at `mentions` its mention count, at `none` nothing; the mention total adds the
 mention count of every room not at `none`. Every change of a room moves the totals by what
-that room's share moved (`settle`), so the totals stay the sums whatever the levels.
+that room's share moved (`level_shares` before and after the change), so the totals stay the
+sums whatever the levels.
 
 Keeping ids rather than a bare integer is what makes the counts exact under any ordering:
 adding an id is idempotent (a retried event never counts twice), and "read up to P" removes
@@ -25,13 +26,20 @@ that read the database just before a delete, a mark-unread or a level change com
 never load that older truth after the change forgot the user.
 
 `version` grows with every change: max(old + 1, Redis time in microseconds), so it keeps
-growing even after a flush wipes the old value.
+growing even after a flush wipes the old value. A message's call reads the time once for all
+its members (and all its messages, for a backlog): the old + 1 keeps a user's versions growing
+however often the user changes within one call.
+
+A message costs Redis per member, not per message, so `apply_member` (below) is written for
+it: one HMGET of the fields it needs, one ZCARD per set, the counts after the change derived
+from what its commands return, and one HSET (`bench/counters_cost.py` measures it).
 """
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from enum import IntEnum
 from functools import cache
+from typing import NamedTuple
 
 from redis.commands.core import Script
 
@@ -40,10 +48,13 @@ from chatproject.redis_client import prefixed, redis_connection
 _LUA_HELPERS = """
 local function hnum(h, f) return tonumber(redis.call('HGET', h, f) or '0') end
 
-local function bump_version(h)
+local function now_us()
   local t = redis.call('TIME')
-  local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-  redis.call('HSET', h, 'version', math.max(hnum(h, 'version') + 1, now))
+  return tonumber(t[1]) * 1000000 + tonumber(t[2])
+end
+
+local function bump_version(h)
+  redis.call('HSET', h, 'version', math.max(hnum(h, 'version') + 1, now_us()))
 end
 
 -- A room's unread and mention counts: its sets plus what was trimmed off their bottom.
@@ -52,20 +63,19 @@ local function counts(h, z, m, room)
     hnum(h, 'mn:' .. room) + redis.call('ZCARD', m)
 end
 
--- What a room adds to the total and the mention total at its level (0 all, 1 mentions, 2 none).
-local function shares(h, z, m, room)
-  local level = hnum(h, 'l:' .. room)
+-- What a room adds to the total and the mention total at its level (0 all, 1 mentions, 2
+-- none), given its counts.
+local function level_shares(level, c, mc)
   if level == 2 then return 0, 0 end
-  local c, mc = counts(h, z, m, room)
   if level == 1 then return mc, mc end
   return c, mc
 end
 
--- After a change of one room: move the totals by what its shares moved since `t0`, `m0`.
-local function settle(h, z, m, room, t0, m0)
-  local t1, m1 = shares(h, z, m, room)
-  if t1 ~= t0 then redis.call('HINCRBY', h, 'total', t1 - t0) end
-  if m1 ~= m0 then redis.call('HINCRBY', h, 'mtotal', m1 - m0) end
+local function shares(h, z, m, room)
+  local level = hnum(h, 'l:' .. room)
+  if level == 2 then return 0, 0 end
+  local c, mc = counts(h, z, m, room)
+  return level_shares(level, c, mc)
 end
 
 -- Keep at most `cap` ids; the mentions among those trimmed are counted in `mn:` likewise.
@@ -93,69 +103,111 @@ local function forget(h)
   end
   return redis.call('DEL', h)
 end
-
--- 1 unchanged, 2 changed, 3 unknowable here: forget the user
-local function add_unread(h, z, m, room, id, cap, mentioned)
-  if id <= hnum(h, 'p:' .. room) then return 1 end
-  if id <= hnum(h, 'f:' .. room) then return 3 end
-  if redis.call('ZADD', z, id, id) == 0 then return 1 end
-  if mentioned then redis.call('ZADD', m, id, id) end
-  trim(h, z, m, room, cap)
-  return 2
-end
-
-local function read_upto(h, z, m, room, upto)
-  local pointer = hnum(h, 'p:' .. room)
-  if upto > pointer then redis.call('HSET', h, 'p:' .. room, upto) else upto = pointer end
-  local removed = redis.call('ZREMRANGEBYSCORE', z, '-inf', upto)
-  redis.call('ZREMRANGEBYSCORE', m, '-inf', upto)
-  local trimmed = hnum(h, 'n:' .. room)
-  if trimmed > 0 then
-    if upto < hnum(h, 'f:' .. room) then return 3 end
-    removed = removed + trimmed
-    redis.call('HDEL', h, 'n:' .. room, 'f:' .. room, 'mn:' .. room)
-  end
-  if removed == 0 then return 1 end
-  return 2
-end
 """
 
 # One member's change for one message, appended to `out` as status, room count, room mention
 # count, total, mention total, version (zeros when Redis does not hold the user, or dropped
-# them): shared by `_APPLY` and `_APPLY_MANY`.
+# them): shared by `_APPLY` and `_APPLY_MANY`. It runs once per member, hence its shape (the
+# module docstring): `fields` is `room_fields(room)`, built once per message, and `now` the
+# call's one TIME. Status: 1 unchanged, 2 changed, 3 unknowable here (forget the user). A
+# read moves the pointer even when it removes nothing (status 1).
 _LUA_APPLY_MEMBER = """
-local function apply_member(h, z, m, mode, room, id, cap, out)
+-- The fields `apply_member` reads, for HMGET, by room.
+local function room_fields(room)
+  return {'loaded', 'p:' .. room, 'l:' .. room, 'n:' .. room, 'mn:' .. room, 'f:' .. room,
+    'total', 'mtotal', 'version'}
+end
+
+local function apply_member(h, z, m, mode, room, fields, id, cap, now, out)
+  local k = #out
+  local got = redis.call('HMGET', h, unpack(fields))
   local status = 1
-  if redis.call('EXISTS', h) == 0 then
+  -- `loaded` is written with the hash; without it, whether the hash exists decides.
+  if not got[1] and redis.call('EXISTS', h) == 0 then
     status = 0
-  elseif mode ~= 'same' and redis.call('HEXISTS', h, 'p:' .. room) == 0 then
+  elseif mode ~= 'same' and not got[2] then
     -- Not a room this copy was loaded with: the user joined it since (the copy is about to
     -- be reloaded) or left it (a late event must not count it). The database decides.
     status = 3
-  elseif mode ~= 'same' then
-    local t0, m0 = shares(h, z, m, room)
-    if mode == 'read' then
-      status = read_upto(h, z, m, room, id)
-    else
-      status = add_unread(h, z, m, room, id, cap, mode == 'mention')
-    end
-    if status == 2 then
-      settle(h, z, m, room, t0, m0)
-      bump_version(h)
-    end
   end
-  if status == 3 then forget(h) end
   if status == 0 or status == 3 then
-    for _ = 1, 6 do table.insert(out, 0) end
-  else
-    local c, mc = counts(h, z, m, room)
-    table.insert(out, status)
-    table.insert(out, c)
-    table.insert(out, mc)
-    table.insert(out, hnum(h, 'total'))
-    table.insert(out, hnum(h, 'mtotal'))
-    table.insert(out, hnum(h, 'version'))
+    if status == 3 then forget(h) end
+    for i = k + 1, k + 6 do out[i] = 0 end
+    return
   end
+  local pointer, level = tonumber(got[2] or '0'), tonumber(got[3] or '0')
+  local trimmed, mtrimmed = tonumber(got[4] or '0'), tonumber(got[5] or '0')
+  local floor = tonumber(got[6] or '0')
+  local total, mtotal = tonumber(got[7] or '0'), tonumber(got[8] or '0')
+  local version = tonumber(got[9] or '0')
+  local zc, mc = redis.call('ZCARD', z), redis.call('ZCARD', m)
+  local t0, m0 = level_shares(level, trimmed + zc, mtrimmed + mc)
+  local writes = {}
+  if mode == 'read' then
+    local upto = id
+    if upto > pointer then
+      writes[#writes + 1] = fields[2]; writes[#writes + 1] = upto
+    else
+      upto = pointer
+    end
+    local removed = redis.call('ZREMRANGEBYSCORE', z, '-inf', upto)
+    zc = zc - removed
+    mc = mc - redis.call('ZREMRANGEBYSCORE', m, '-inf', upto)
+    if trimmed > 0 then
+      if upto < floor then status = 3 else
+        removed = removed + trimmed
+        trimmed, mtrimmed = 0, 0
+        redis.call('HDEL', h, fields[4], fields[6], fields[5])
+      end
+    end
+    if status ~= 3 and removed > 0 then status = 2 end
+  elseif mode ~= 'same' then
+    if id <= pointer then
+      status = 1
+    elseif id <= floor then
+      status = 3
+    elseif redis.call('ZADD', z, id, id) == 1 then
+      status = 2
+      zc = zc + 1
+      if mode == 'mention' then mc = mc + redis.call('ZADD', m, id, id) end
+      -- Keep at most `cap` ids; the mentions among those trimmed are counted in `mn:`.
+      local excess = zc - cap
+      if excess > 0 then
+        local popped = redis.call('ZPOPMIN', z, excess)
+        local gone = redis.call('ZREMRANGEBYSCORE', m, '-inf', popped[#popped])
+        zc, trimmed, mc = cap, trimmed + excess, mc - gone
+        writes[#writes + 1] = fields[4]; writes[#writes + 1] = trimmed
+        writes[#writes + 1] = fields[6]; writes[#writes + 1] = popped[#popped]
+        if gone > 0 then
+          mtrimmed = mtrimmed + gone
+          writes[#writes + 1] = fields[5]; writes[#writes + 1] = mtrimmed
+        end
+      end
+    end
+  end
+  if status == 3 then
+    forget(h)
+    for i = k + 1, k + 6 do out[i] = 0 end
+    return
+  end
+  local c, mcount = trimmed + zc, mtrimmed + mc
+  if status == 2 then
+    -- Move the totals by what the room's shares moved, so they stay the sums.
+    local t1, m1 = level_shares(level, c, mcount)
+    if t1 ~= t0 then
+      total = total + t1 - t0
+      writes[#writes + 1] = 'total'; writes[#writes + 1] = total
+    end
+    if m1 ~= m0 then
+      mtotal = mtotal + m1 - m0
+      writes[#writes + 1] = 'mtotal'; writes[#writes + 1] = mtotal
+    end
+    version = math.max(version + 1, now)
+    writes[#writes + 1] = 'version'; writes[#writes + 1] = version
+  end
+  if #writes > 0 then redis.call('HSET', h, unpack(writes)) end
+  out[k + 1], out[k + 2], out[k + 3] = status, c, mcount
+  out[k + 4], out[k + 5], out[k + 6] = total, mtotal, version
 end
 """
 
@@ -167,9 +219,10 @@ _APPLY = (
     + _LUA_APPLY_MEMBER
     + """
 local room, id, cap = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
-local out = {}
+local fields, now, out = room_fields(room), now_us(), {}
 for i = 1, #KEYS / 3 do
-  apply_member(KEYS[3 * i - 2], KEYS[3 * i - 1], KEYS[3 * i], ARGV[3 + i], room, id, cap, out)
+  apply_member(KEYS[3 * i - 2], KEYS[3 * i - 1], KEYS[3 * i], ARGV[3 + i], room, fields, id,
+    cap, now, out)
 end
 return out
 """
@@ -182,12 +235,14 @@ _APPLY_MANY = (
     _LUA_HELPERS
     + _LUA_APPLY_MEMBER
     + """
-local cap, a, key, out = tonumber(ARGV[1]), 2, 1, {}
+local cap, a, key, now, out = tonumber(ARGV[1]), 2, 1, now_us(), {}
 while a <= #ARGV do
   local room, id, k = ARGV[a], tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
+  local fields = room_fields(room)
   a = a + 3
   for i = 1, k do
-    apply_member(KEYS[key], KEYS[key + 1], KEYS[key + 2], ARGV[a], room, id, cap, out)
+    apply_member(KEYS[key], KEYS[key + 1], KEYS[key + 2], ARGV[a], room, fields, id, cap, now,
+      out)
     key = key + 3
     a = a + 1
   end
@@ -293,13 +348,17 @@ class Status(IntEnum):
     CHANGED = 2
 
 
+_STATUSES = tuple(Status)  # indexed by the Lua status code: a lookup per member, not an enum call
+
+
 # The notification levels as the hash stores them (`l:{room}`); chat.models.Level's values.
 LEVELS = {"all": 0, "mentions": 1, "none": 2}
 LEVEL_NAMES = {number: name for name, number in LEVELS.items()}
 
 
-@dataclass(frozen=True)
-class Badge:
+class Badge(NamedTuple):
+    """One member's counts after a change; a tuple, as `apply_message` makes one per member."""
+
     status: Status
     room_count: int
     room_mentions: int
@@ -331,21 +390,33 @@ class RoomTruth:
     mention_ids: list[int] = field(default_factory=list)  # those of `newest_unread_ids`
 
 
+def _users_prefix() -> str:
+    """What every key of the family starts with: `{REDIS_KEY_PREFIX}:badges:u:`."""
+    return prefixed("badges", "u", "")
+
+
 def _user_key(user_id: int) -> str:
-    return prefixed("badges", "u", user_id)
+    return f"{_users_prefix()}{user_id}"
 
 
 def _epoch_key(user_id: int) -> str:
     """How many times the user was forgotten (`forget` in Lua builds the same name)."""
-    return prefixed("badges", "u", user_id, "e")
+    return f"{_user_key(user_id)}:e"
 
 
 def _room_keys(user_id: int, room_id: int) -> list[str]:
     """The room's unread set and mention set (`forget` in Lua builds the same names)."""
-    return [
-        prefixed("badges", "u", user_id, "r", room_id),
-        prefixed("badges", "u", user_id, "m", room_id),
-    ]
+    user_key = _user_key(user_id)
+    return [f"{user_key}:r:{room_id}", f"{user_key}:m:{room_id}"]
+
+
+def _members_keys(user_ids: Iterable[int], room_id: int, into: list[str]) -> None:
+    """`_user_key` and `_room_keys` of each user, appended to `into`: by concatenation from one
+    prefix, as a 1,000-member room builds 3,000 of them per message."""
+    prefix, unread, mentions = _users_prefix(), f":r:{room_id}", f":m:{room_id}"
+    for user_id in user_ids:
+        user_key = prefix + str(user_id)
+        into += (user_key, user_key + unread, user_key + mentions)
 
 
 @cache
@@ -353,12 +424,19 @@ def _script(source: str) -> Script:
     return redis_connection().register_script(source)
 
 
-def _badges(flat: list[int], at: int, user_ids: Iterable[int]) -> dict[int, Badge]:
-    badges = {}
-    for user_id in user_ids:
-        badges[user_id] = Badge(Status(flat[at]), *flat[at + 1 : at + 6])
-        at += 6
-    return badges
+def _badges(rows: Iterator[tuple[int, ...]], user_ids: Iterable[int]) -> dict[int, Badge]:
+    """The next of `_APPLY`'s rows of six, one per user: zip takes a user first, so it stops at
+    the users' end without taking a row (`apply_messages` shares `rows` between messages)."""
+    return {
+        user_id: Badge(_STATUSES[status], count, mentions, total, total_mentions, version)
+        for user_id, (status, count, mentions, total, total_mentions, version) in zip(
+            user_ids, rows, strict=False
+        )
+    }
+
+
+def _rows(flat: list[int]) -> Iterator[tuple[int, ...]]:
+    return zip(*[iter(flat)] * 6, strict=True)
 
 
 def apply_message(
@@ -366,10 +444,9 @@ def apply_message(
 ) -> dict[int, Badge]:
     """One round trip for all members: each mode is "unread", "mention", "read" or "same"."""
     keys: list[str] = []
-    for user_id in modes:
-        keys += [_user_key(user_id), *_room_keys(user_id, room_id)]
+    _members_keys(modes, room_id, keys)
     flat = _script(_APPLY)(keys=keys, args=[room_id, message_id, cap, *modes.values()])
-    return _badges(flat, 0, modes)
+    return _badges(_rows(flat), modes)
 
 
 @dataclass(frozen=True)
@@ -386,16 +463,11 @@ def apply_messages(applies: list[MessageApply], *, cap: int) -> list[dict[int, B
     keys: list[str] = []
     args: list[int | str] = [cap]
     for apply in applies:
-        for user_id in apply.modes:
-            keys += [_user_key(user_id), *_room_keys(user_id, apply.room_id)]
+        _members_keys(apply.modes, apply.room_id, keys)
         args += [apply.room_id, apply.message_id, len(apply.modes), *apply.modes.values()]
     flat = _script(_APPLY_MANY)(keys=keys, args=args)
-    results: list[dict[int, Badge]] = []
-    at = 0
-    for apply in applies:
-        results.append(_badges(flat, at, apply.modes))
-        at += 6 * len(apply.modes)
-    return results
+    rows = _rows(flat)
+    return [_badges(rows, apply.modes) for apply in applies]
 
 
 def apply_read(*, user_id: int, room_id: int, read_upto: int, cap: int) -> Badge:

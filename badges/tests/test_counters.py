@@ -213,3 +213,58 @@ def test_user_totals_reads_each_total_and_who_redis_does_not_hold() -> None:
     counters.forget_users([3])
     assert counters.user_totals([1, 2, 3, 4]) == {1: 2, 2: 0, 3: None, 4: None}
     assert counters.user_totals([]) == {}
+
+
+# --- several messages in one call (a lane's backlog) ------------------------------------------
+
+
+def test_a_user_changed_twice_in_one_call_gets_growing_versions() -> None:
+    """A call reads Redis' clock once: max(old + 1, now) must still grow for each change."""
+    _load(1)
+    _load(2)
+    first, second, third = counters.apply_messages(
+        [
+            counters.MessageApply(ROOM, 10, {1: "unread", 2: "unread"}),
+            counters.MessageApply(ROOM, 11, {1: "mention"}),
+            counters.MessageApply(ROOM, 12, {2: "same", 1: "read"}),
+        ],
+        cap=CAP,
+    )
+    assert first[1].version < second[1].version < third[1].version
+    assert (second[1].room_count, second[1].room_mentions, second[1].total) == (2, 1, 2)
+    assert (third[1].status, third[1].room_count, third[1].total) == (Status.CHANGED, 0, 0)
+    assert (third[2].status, third[2].version) == (Status.UNCHANGED, first[2].version)
+    assert _state(1).version == third[1].version
+
+
+def test_messages_in_one_call_count_as_one_call_each() -> None:
+    """`apply_messages` and `apply_message` share the member's Lua; the replies are read back
+    per message and member, whatever the sizes (trimming past the cap included)."""
+    steps = [
+        (ROOM, 5, {1: "unread", 2: "mention", 3: "same"}),
+        (ROOM, 6, {2: "unread"}),
+        (ROOM, 7, {1: "mention", 2: "read", 3: "unread"}),
+        (ROOM, 8, {1: "unread", 3: "mention"}),
+        (8, 9, {3: "unread", 1: "unread"}),  # not a room of theirs: both are forgotten
+        (ROOM, 10, {2: "unread", 1: "unread"}),
+    ]
+
+    def counts(badges: dict[int, counters.Badge]) -> dict[int, tuple[int, ...]]:
+        return {
+            user_id: (b.status, b.room_count, b.room_mentions, b.total, b.total_mentions)
+            for user_id, b in badges.items()
+        }
+
+    for user_id in (1, 2, 3):
+        _load(user_id, ids=[1, 2])
+    one_call = counters.apply_messages([counters.MessageApply(*step) for step in steps], cap=2)
+    counters.forget_users([1, 2, 3])
+    for user_id in (1, 2, 3):
+        _load(user_id, ids=[1, 2])
+    one_each = [
+        counters.apply_message(room_id=room, message_id=message_id, modes=modes, cap=2)
+        for room, message_id, modes in steps
+    ]
+    assert [counts(badges) for badges in one_call] == [counts(badges) for badges in one_each]
+    assert [list(badges) for badges in one_call] == [list(modes) for _, _, modes in steps]
+    assert counts(one_call[2])[1] == (Status.CHANGED, 4, 1, 4, 1)  # 2 of them trimmed
