@@ -17,7 +17,7 @@ from bench import cpu, report
 from bench import goals as goal_runs
 from bench.clients import ClientPool
 from bench.phases import P99_LIMIT_MS, Bench, Plan
-from bench.stack import RESULTS, ROOT, RssSampler, Stack, database_from_environment
+from bench.stack import RESULTS, ROOT, SERVERS, RssSampler, Stack, database_from_environment
 from bench.stats import latencies, summarize
 
 
@@ -58,6 +58,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
         help="postgres when DATABASE_URL names one (that database is dropped and recreated)",
     )
     p.add_argument("--procs", type=int, default=1, help="daphne processes, clients spread over")
+    p.add_argument(
+        "--server", choices=sorted(SERVERS), default="daphne", help="ASGI server (bench.servers)"
+    )
     p.add_argument("--client-procs", type=int, default=2)
     p.add_argument(
         "--client",
@@ -100,11 +103,17 @@ def main(argv: list[str]) -> int:
     out: Path = args.results
     out.mkdir(parents=True, exist_ok=True)
     plan = Plan(args.clients, args.room_size, args.fanout, args.compare_rooms, args.compare_members)
-    stack = Stack(database=args.database, push_delay=args.push_delay, logs=out, procs=args.procs)
+    stack = Stack(
+        database=args.database,
+        push_delay=args.push_delay,
+        logs=out,
+        procs=args.procs,
+        server=args.server,
+    )
     pool: ClientPool | None = None
     sampler: RssSampler | None = None
     try:
-        print(f"starting the stack ({args.database}, {args.procs} daphne) …", flush=True)
+        print(f"starting the stack ({args.database}, {args.procs} {args.server}) …", flush=True)
         stack.start()
         seeded = stack.seed({"users": plan.users(), "rooms": plan.rooms()})
         stack.serve()
@@ -115,6 +124,7 @@ def main(argv: list[str]) -> int:
         bench.frames = args.frames
         if args.goal:
             result = goal_runs.run(args.goal, args, bench, sampler)
+            result["server"] = args.server
             command = "make bench" + (f" BENCH_ARGS='{shlex.join(argv)}'" if argv else "")
             path = goal_runs.write(out, result, command)
             verdict = {True: "MET", False: "MISSED", None: "n/a"}[result["met"]]
