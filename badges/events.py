@@ -81,11 +81,15 @@ def message_badge_row(
 
 
 def message_badge_frames(shared: dict[str, Any], row: MessageBadgeRow) -> dict[str, object]:
-    """The member's `chat-room-updated`, then, if its counts changed, its
-    `total-unread-count-updated`: what `badges_apply_message` sends each member."""
-    room_id = shared["roomId"]
+    """What `badges_apply_message` sends each member, built from the shared part."""
+    return frames_message(*badge_frames(shared["roomId"], shared["lastMessage"], row))
+
+
+def badge_frames(room_id: int, last_message: MessageFrame, row: MessageBadgeRow) -> list[object]:
+    """A member's `chat-room-updated` for a new message, then, if its counts changed, its
+    `total-unread-count-updated`."""
     count, mentions, version, total, total_mentions, changed = row
-    frames: list[object] = [room_updated(room_id, shared["lastMessage"], count, mentions, version)]
+    frames: list[object] = [room_updated(room_id, last_message, count, mentions, version)]
     if changed:
         frames.append(
             total_unread_count_updated(
@@ -97,4 +101,4 @@ def message_badge_frames(shared: dict[str, Any], row: MessageBadgeRow) -> dict[s
                 version=version,
             )
         )
-    return frames_message(*frames)
+    return frames

@@ -11,7 +11,9 @@ from badges.app_settings import app_settings
 from badges.counters import Badge, MessageApply, Status, UserState
 from badges.events import (
     MESSAGE_BADGES,
+    MessageBadgeRow,
     TotalUnreadCountUpdated,
+    badge_frames,
     message_badge_row,
     room_updated,
     total_unread_count_updated,
@@ -143,23 +145,20 @@ def badges_apply_message(event: MessageCreated) -> None:
         )
         missing = [user_id for user_id, badge in badges.items() if badge.status is Status.MISSING]
         badges.update(_rebuilt_badges(missing, room_id))
-        changed = Status.CHANGED
-        rows = [
-            (
-                user_group(user_id),
-                message_badge_row(
-                    count=badge.room_count,
-                    mentions=badge.room_mentions,
-                    version=badge.version,
-                    total=badge.total,
-                    total_mentions=badge.total_mentions,
-                    changed=badge.status is changed,
-                ),
-            )
-            for user_id, badge in badges.items()
-        ]
+        rows = [(user_group(user_id), _row(badge)) for user_id, badge in badges.items()]
         committed_at = event["committed_at"] if last else None
         fanout.publish_built(MESSAGE_BADGES, shared, rows, committed_at=committed_at)
+
+
+def _row(badge: Badge) -> MessageBadgeRow:
+    return message_badge_row(
+        count=badge.room_count,
+        mentions=badge.room_mentions,
+        version=badge.version,
+        total=badge.total,
+        total_mentions=badge.total_mentions,
+        changed=badge.status is Status.CHANGED,
+    )
 
 
 def badges_apply_read(event: RoomRead) -> Badge:
@@ -278,13 +277,7 @@ def _apply_chunk(events: list[MessageCreated]) -> None:
             if badge.status is Status.MISSING:
                 missing.add(user_id)
                 continue
-            frames[user_id].append(
-                room_updated(
-                    room_id, last_message, badge.room_count, badge.room_mentions, badge.version
-                )
-            )
-            if badge.status is Status.CHANGED:
-                frames[user_id].append(_total_frame(badge, room_id))
+            frames[user_id] += badge_frames(room_id, last_message, _row(badge))
     if missing:
         newest = _newest_messages(events)
         for user_id, state in badges_rebuild_users(sorted(missing), reason="missing").items():

@@ -53,14 +53,13 @@ def publish_built(
     receiving process builds the messages of its own members."""
     if not rows:
         return
-    layer = get_channel_layer()
-    if not hasattr(layer, "publish_built"):  # another layer: build them all here
-        build = hub.builder(name)
-        publish(
-            [(group, build(shared, values)) for group, values in rows], committed_at=committed_at
-        )
-        return
     try:
+        layer = get_channel_layer()
+        if not hasattr(layer, "publish_built"):  # another layer: build them all here
+            build = hub.builder(name)
+            sends = [(group, build(shared, values)) for group, values in rows]
+            publish(sends, committed_at=committed_at)
+            return
         chunk = _HUB_CHUNK if layer.hub_active() else _CHUNK
         for start in range(0, len(rows), chunk):
             layer.publish_built(name, shared, rows[start : start + chunk])
